@@ -1,0 +1,38 @@
+# flowtutor: the two commands of the README are `make book` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install book test lab bench lock clean
+
+install: $(STAMP)
+
+# Creates .venv if missing and installs the package with its book and test extras.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[book,test]"
+	touch $(STAMP)
+
+# Builds the website in full mode; -W turns warnings and failing cells into errors, --all re-executes every notebook.
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W --keep-going --all
+	@echo "The book: $(abspath _build/html/index.html)"
+
+# Unit tests, then every notebook executed by nbval in quick mode.
+test: $(STAMP)
+	FLOWTUTOR_QUICK=1 $(PY) -m pytest -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab book/
+
+bench: $(STAMP)
+	$(PY) benchmarks/core.py
+
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^flowtutor' | sed 's/+cpu//' > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf _build $(VENV) *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

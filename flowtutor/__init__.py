@@ -1,0 +1,33 @@
+"""flowtutor: the code of the executable textbook on flow-based generative models.
+
+One idea runs through it: a generative flow is a velocity field ``v(t, x)`` that moves a density
+along the continuity equation ``d_t rho + div(rho v) = 0``. Time runs from ``t = 0`` (base or
+noise) to ``t = 1`` (data); methods stated the other way round are converted by
+:func:`flowtutor.flow.reverse_time`.
+"""
+
+from . import control, data, divergence, flow, gaussian, metrics, nets, pde, plotting, sde, training
+from ._runtime import default_device, quick_mode, seed_everything, sized
+from .flow import ODEFlow, reverse_time
+
+__all__ = [
+    "default_device",
+    "seed_everything",
+    "quick_mode",
+    "sized",
+    "ODEFlow",
+    "reverse_time",
+    "control",
+    "data",
+    "divergence",
+    "flow",
+    "gaussian",
+    "metrics",
+    "nets",
+    "pde",
+    "plotting",
+    "sde",
+    "training",
+]
+
+__version__ = "0.1.0"

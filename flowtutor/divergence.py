@@ -1,0 +1,86 @@
+"""The divergence of a velocity field: exact by autograd, or by the Hutchinson estimator.
+
+For ``f: R^d -> R^d`` evaluated at a batch ``x`` of shape ``(n, d)``,
+
+* exact (eq. 1.9):        ``div f(x) = sum_i d f_i / d x_i``, one backward pass per coordinate;
+* Hutchinson (eq. 3.4):  ``div f(x) = E_eps[eps^T J_f(x) eps]`` for probes with ``E[eps eps^T] = I``
+  (Rademacher or standard Gaussian), one vector-Jacobian product per probe.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_choice, check_points, check_same_device
+
+__all__ = ["divergence_exact", "divergence_hutchinson", "sample_probes"]
+
+
+def _check_pair(fx: torch.Tensor, x: torch.Tensor) -> None:
+    check_points(x, "x", finite=False)
+    check_points(fx, "fx", d=x.shape[1], finite=False)
+    if fx.shape != x.shape:
+        raise ValueError(f"fx must have the shape of x {tuple(x.shape)}, got {tuple(fx.shape)}")
+    check_same_device(x=x, fx=fx)
+    if not x.requires_grad:
+        raise ValueError("x must require grad and fx must be computed from it (x.requires_grad_())")
+
+
+def divergence_exact(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
+    """Exact divergence ``sum_i d fx_i / d x_i`` of shape ``(n,)`` (eq. 1.9); costs d backward passes.
+
+    ``fx`` must have been computed from ``x`` (which requires grad), row by row, so that row k of
+    ``fx`` depends only on row k of ``x``. Use ``create_graph=True`` to differentiate the result.
+    """
+    _check_pair(fx, x)
+    div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for i in range(x.shape[1]):
+        (g,) = torch.autograd.grad(fx[:, i].sum(), x, create_graph=create_graph, retain_graph=True)
+        div = div + g[:, i]
+    return div
+
+
+def sample_probes(
+    shape: tuple[int, ...],
+    kind: str = "rademacher",
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Probes with ``E[eps eps^T] = I``: Rademacher (+-1) or standard Gaussian.
+
+    The generator, if given, must live on ``device`` (torch's rule for random draws).
+    """
+    check_choice(kind, "kind", ("rademacher", "gaussian"))
+    if kind == "gaussian":
+        return torch.randn(shape, dtype=dtype, device=device, generator=generator)
+    bits = torch.randint(0, 2, shape, device=device, generator=generator)
+    return bits.to(dtype) * 2 - 1
+
+
+def divergence_hutchinson(
+    fx: torch.Tensor,
+    x: torch.Tensor,
+    probes: torch.Tensor,
+    *,
+    create_graph: bool = False,
+) -> torch.Tensor:
+    """Hutchinson estimate of ``div fx`` of shape ``(n,)`` (eq. 3.4), averaged over the probes.
+
+    ``probes`` has shape ``(k, n, d)`` (k probes per point) or ``(n, d)`` (one); draw it with
+    :func:`sample_probes`. The estimate is unbiased; its variance for a linear field ``Ax`` and
+    Rademacher probes is ``2(||A_s||_F^2 - sum_i A_ii^2) / k`` with ``A_s = (A + A^T)/2``.
+    """
+    _check_pair(fx, x)
+    if probes.ndim == 2:
+        probes = probes.unsqueeze(0)
+    if probes.ndim != 3 or probes.shape[1:] != x.shape:
+        raise ValueError(f"probes must have shape (k, {x.shape[0]}, {x.shape[1]}), got {tuple(probes.shape)}")
+    check_same_device(x=x, probes=probes)
+    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for eps in probes:
+        (vjp,) = torch.autograd.grad(fx, x, grad_outputs=eps, create_graph=create_graph, retain_graph=True)
+        total = total + (vjp * eps).sum(dim=1)
+    return total / probes.shape[0]
+

@@ -1,0 +1,202 @@
+"""Metrics between distributions, each defined precisely.
+
+* Monte Carlo estimates return an :class:`Estimate` (value and standard error).
+* Grid divergences take density values ``p``, ``q`` (any shape, same grid) and the cell volume;
+  with ``cell=1`` they apply to probability vectors. They use the *generalised* forms valid for
+  measures of unequal mass (eq. ``ch2-kl-mass``), which reduce to the usual ones for probabilities.
+* ``w2`` is computed by POT from ``n`` and ``m`` samples with uniform weights: exact (``ot.emd2``)
+  or entropic (``ot.sinkhorn2``).
+* ``mmd`` uses the Gaussian kernel ``exp(-|x-y|^2 / (2 h^2))``, bandwidth ``h`` given or the
+  median of the pooled pairwise distances, and the unbiased U-statistic for ``MMD^2``.
+* ``nll`` is the model's negative log-likelihood of *test data*; it is never the log-likelihood
+  of generated samples under the true density.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import ot
+import torch
+
+from ._checks import check_choice, check_int, check_points, check_positive, check_same_device, check_tensor
+
+__all__ = [
+    "Estimate",
+    "mean_estimate",
+    "kl_mc",
+    "entropy_mc",
+    "nll",
+    "f_divergence_grid",
+    "kl_grid",
+    "tv_grid",
+    "hellinger_grid",
+    "chi2_grid",
+    "renyi_grid",
+    "w2",
+    "mmd",
+    "loglog_slope",
+]
+
+
+class Estimate(NamedTuple):
+    """A Monte Carlo estimate and its standard error (one standard deviation of the mean)."""
+
+    value: float
+    stderr: float
+
+    def within(self, target: float, n_sigma: float = 4.0, slack: float = 0.0) -> bool:
+        """True when ``|value - target| <= n_sigma * stderr + slack``."""
+        return abs(self.value - target) <= n_sigma * self.stderr + slack
+
+    def __str__(self) -> str:
+        return f"{self.value:.4f} ± {self.stderr:.4f}"
+
+
+def mean_estimate(values: torch.Tensor) -> Estimate:
+    """Mean of i.i.d. values with its standard error ``std / sqrt(n)``."""
+    check_tensor(values, "values", ndim=1)
+    if values.numel() < 2:
+        raise ValueError("values must hold at least 2 samples for a standard error")
+    return Estimate(values.mean().item(), (values.std() / math.sqrt(values.numel())).item())
+
+
+def kl_mc(log_p: torch.Tensor, log_q: torch.Tensor) -> Estimate:
+    """``KL(p || q) = E_p[log p - log q]`` from ``log p`` and ``log q`` at the same samples of ``p``."""
+    check_tensor(log_p, "log_p", ndim=1)
+    check_tensor(log_q, "log_q", ndim=1, finite=False)
+    if log_p.shape != log_q.shape:
+        raise ValueError(f"log_p and log_q must have the same shape, got {tuple(log_p.shape)} and {tuple(log_q.shape)}")
+    check_same_device(log_p=log_p, log_q=log_q)
+    return mean_estimate(log_p - log_q)
+
+
+def entropy_mc(dist: torch.distributions.Distribution, n: int) -> Estimate:
+    """Differential entropy ``H(p) = -E_p[log p]`` from ``n`` samples of ``dist`` (the floor of any model's NLL)."""
+    check_int(n, "n", minimum=2)
+    with torch.no_grad():
+        return mean_estimate(-dist.log_prob(dist.sample((n,))))
+
+
+def nll(log_probs: torch.Tensor) -> Estimate:
+    """Negative log-likelihood ``-mean log q(x_i)`` of a model ``q`` on test data ``x_i``, in nats."""
+    check_tensor(log_probs, "log_probs", ndim=1, finite=False)
+    if not bool(torch.isfinite(log_probs).all()):
+        raise ValueError("log_probs contains NaN or infinite values: the model gives some test point zero density")
+    return mean_estimate(-log_probs)
+
+
+def _check_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> float:
+    check_tensor(p, "p")
+    check_tensor(q, "q")
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    check_same_device(p=p, q=q)
+    if bool((p < 0).any()) or bool((q < 0).any()):
+        raise ValueError("p and q must be non-negative density values")
+    return check_positive(cell, "cell")
+
+
+def f_divergence_grid(p: torch.Tensor, q: torch.Tensor, cell: float, f: Callable[[torch.Tensor], torch.Tensor]
+                      ) -> torch.Tensor:
+    """``D_f(p || q) = int q f(p / q)`` on a grid (eq. ``ch2-fdiv``), for ``q > 0`` on the grid."""
+    cell = _check_grid(p, q, cell)
+    if bool((q == 0).any()):
+        raise ValueError("q must be > 0 on the grid for the generic f-divergence; use kl_grid/tv_grid")
+    return (q * f(p / q)).sum() * cell
+
+
+def kl_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> torch.Tensor:
+    """Generalised ``KL(p || q) = int p log(p/q) - p + q`` (eq. ``ch2-kl-mass``); ``inf`` if ``p > 0 = q`` somewhere."""
+    cell = _check_grid(p, q, cell)
+    if bool(((p > 0) & (q == 0)).any()):
+        return torch.tensor(math.inf, dtype=p.dtype, device=p.device)
+    return (torch.xlogy(p, p) - torch.xlogy(p, q) - p + q).sum() * cell
+
+
+def tv_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> torch.Tensor:
+    """``TV(p, q) = 1/2 int |p - q|`` (equal to ``sup_A |P(A) - Q(A)|`` for probability densities)."""
+    cell = _check_grid(p, q, cell)
+    return 0.5 * (p - q).abs().sum() * cell
+
+
+def hellinger_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> torch.Tensor:
+    """Squared Hellinger distance ``H^2 = 1/2 int (sqrt p - sqrt q)^2``."""
+    cell = _check_grid(p, q, cell)
+    return 0.5 * ((p.sqrt() - q.sqrt()) ** 2).sum() * cell
+
+
+def chi2_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> torch.Tensor:
+    """``chi^2(p || q) = int (p - q)^2 / q`` (``q > 0`` on the grid)."""
+    return f_divergence_grid(p, q, cell, lambda r: (r - 1) ** 2)
+
+
+def renyi_grid(p: torch.Tensor, q: torch.Tensor, cell: float, alpha: float) -> torch.Tensor:
+    """Rényi divergence ``D_alpha(p || q) = log(int p^alpha q^(1-alpha)) / (alpha - 1)``, ``alpha > 0``, ``!= 1``."""
+    cell = _check_grid(p, q, cell)
+    check_positive(alpha, "alpha")
+    if alpha == 1:
+        raise ValueError("alpha must differ from 1; the order-1 Rényi divergence is kl_grid")
+    mask = (p > 0) & (q > 0)
+    if alpha > 1 and bool(((p > 0) & (q == 0)).any()):
+        return torch.tensor(math.inf, dtype=p.dtype, device=p.device)
+    integrand = torch.where(mask, p.clamp_min(1e-300) ** alpha * q.clamp_min(1e-300) ** (1 - alpha), torch.zeros_like(p))
+    return torch.log(integrand.sum() * cell) / (alpha - 1)
+
+
+def w2(x: torch.Tensor, y: torch.Tensor, *, method: str = "exact", reg: float = 0.05,
+       num_iter_max: int = 10_000_000) -> torch.Tensor:
+    """2-Wasserstein distance between the empirical measures of ``x`` (n, d) and ``y`` (m, d), by POT.
+
+    ``method="exact"``: ``sqrt(ot.emd2)`` (network simplex; cost O(n^3), use n <= ~5000).
+    ``method="sinkhorn"``: ``sqrt`` of the entropic transport cost ``ot.sinkhorn2`` with
+    regularisation ``reg`` times the mean squared cost (biased upwards by the regularisation).
+    The result is a 0-dim tensor on the inputs' device (POT's exact solver runs on the CPU in float64).
+    """
+    check_points(x, "x")
+    check_points(y, "y", d=x.shape[1])
+    check_same_device(x=x, y=y)
+    check_choice(method, "method", ("exact", "sinkhorn"))
+    a = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=x.dtype, device=x.device)
+    b = torch.full((y.shape[0],), 1.0 / y.shape[0], dtype=y.dtype, device=y.device)
+    cost = ot.dist(x, y)  # squared Euclidean
+    if method == "exact":
+        value = ot.emd2(a, b, cost, numItermax=num_iter_max)
+    else:
+        check_positive(reg, "reg")
+        value = ot.sinkhorn2(a, b, cost / cost.mean(), reg, numItermax=10_000) * cost.mean()
+    return torch.as_tensor(value, dtype=x.dtype, device=x.device).clamp_min(0).sqrt()
+
+
+def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
+    """Unbiased ``MMD^2`` with the Gaussian kernel ``exp(-|x-y|^2/(2h^2))`` (``h`` = ``bandwidth``, or the
+    median pooled pairwise distance). Can be slightly negative when the two laws agree."""
+    check_points(x, "x")
+    check_points(y, "y", d=x.shape[1])
+    check_same_device(x=x, y=y)
+    n, m = x.shape[0], y.shape[0]
+    if n < 2 or m < 2:
+        raise ValueError("x and y must each hold at least 2 samples")
+    z = torch.cat([x, y])
+    d2 = torch.cdist(z, z) ** 2
+    if bandwidth is None:
+        h2 = d2[torch.triu_indices(n + m, n + m, 1, device=z.device).unbind()].median().clamp_min(1e-12)
+    else:
+        h2 = torch.as_tensor(check_positive(bandwidth, "bandwidth") ** 2, dtype=x.dtype, device=x.device)
+    k = torch.exp(-d2 / (2 * h2))
+    kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
+    return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+            + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean())
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x``: an observed order or rate."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError("x and y must be 1-D of the same length >= 2")
+    if (x <= 0).any() or (y <= 0).any():
+        raise ValueError("x and y must be > 0 for a log-log slope")
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])

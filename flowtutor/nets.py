@@ -1,0 +1,61 @@
+"""Small networks for velocity, score and energy fields, with a time embedding."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._checks import check_choice, check_int, check_points
+
+__all__ = ["MLP", "TimeEmbedding", "VelocityMLP"]
+
+_ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+class MLP(nn.Sequential):
+    """``d_in -> hidden -> ... -> d_out`` with ``n_layers`` hidden layers and a smooth activation."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int = 64, n_layers: int = 3, activation: str = "silu"):
+        check_int(d_in, "d_in")
+        check_int(d_out, "d_out")
+        check_int(hidden, "hidden")
+        check_int(n_layers, "n_layers")
+        check_choice(activation, "activation", tuple(_ACTIVATIONS))
+        layers: list[nn.Module] = []
+        width = d_in
+        for _ in range(n_layers):
+            layers += [nn.Linear(width, hidden), _ACTIVATIONS[activation]()]
+            width = hidden
+        layers.append(nn.Linear(width, d_out))
+        super().__init__(*layers)
+
+
+class TimeEmbedding(nn.Module):
+    """``t -> (t, sin(2 pi k t), cos(2 pi k t))_{k=1..n_freq}`` for ``t`` a scalar or ``(n,)`` tensor."""
+
+    def __init__(self, n_freq: int = 4):
+        super().__init__()
+        check_int(n_freq, "n_freq", minimum=0)
+        self.register_buffer("freqs", 2 * math.pi * torch.arange(1, n_freq + 1, dtype=torch.float32))
+        self.dim = 1 + 2 * n_freq
+
+    def forward(self, t: torch.Tensor, n: int) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=self.freqs.dtype, device=self.freqs.device).reshape(-1, 1).expand(n, 1)
+        angles = t * self.freqs
+        return torch.cat([t, torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class VelocityMLP(nn.Module):
+    """A time-dependent field ``v(t, x)`` in ``R^d`` with the velocity-field signature (``t`` scalar or ``(n,)``)."""
+
+    def __init__(self, d: int, hidden: int = 64, n_layers: int = 3, n_freq: int = 4, activation: str = "silu"):
+        super().__init__()
+        self.d = check_int(d, "d")
+        self.embed = TimeEmbedding(n_freq)
+        self.net = MLP(d + self.embed.dim, d, hidden, n_layers, activation)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        check_points(x, "x", d=self.d, finite=False)
+        return self.net(torch.cat([x, self.embed(t, x.shape[0]).to(x.dtype)], dim=1))
