@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Builds the website in full mode; -W turns warnings and failing cells into errors, --all re-executes every notebook.
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W --keep-going --all
+	FLOWTUTOR_PROGRESS=0 $(VENV)/bin/jupyter-book build . -W --keep-going --all
 	@echo "The book: $(abspath _build/html/index.html)"
 
 # Unit tests, then every notebook executed by nbval in quick mode.
@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/core.py
 
 lock: $(STAMP)
-	$(PY) -m pip freeze --exclude-editable | grep -v '^flowtutor' | sed 's/+cpu//' > constraints.txt.new
+	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^flowtutor' | sed 's/+cpu//'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:

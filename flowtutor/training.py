@@ -16,8 +16,8 @@ __all__ = ["fit", "progress_enabled"]
 
 
 def progress_enabled(progress: bool = True) -> bool:
-    """Progress bars are shown unless turned off or the ``CI`` environment variable is set."""
-    return progress and not os.environ.get("CI")
+    """Progress bars are shown unless turned off, ``CI`` is set, or ``FLOWTUTOR_PROGRESS=0`` (the book build)."""
+    return progress and not os.environ.get("CI") and os.environ.get("FLOWTUTOR_PROGRESS", "1") != "0"
 
 
 def fit(

@@ -1,0 +1,68 @@
+import math
+import os
+
+import pytest
+import torch
+
+import flowtutor as ft
+from flowtutor import _checks as C
+
+
+def test_check_tensor_errors_name_the_argument():
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        C.check_tensor([1.0], "x")
+    with pytest.raises(TypeError, match="floating"):
+        C.check_tensor(torch.tensor([1, 2]), "x")
+    with pytest.raises(ValueError, match="x contains NaN"):
+        C.check_tensor(torch.tensor([1.0, math.nan]), "x")
+    with pytest.raises(ValueError, match="x must have shape \\(n, d\\)"):
+        C.check_points(torch.zeros(3), "x")
+    with pytest.raises(ValueError, match="x must have shape \\(n, 2\\)"):
+        C.check_points(torch.zeros(3, 3), "x", d=2)
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, math.inf, math.nan])
+def test_check_positive(bad):
+    with pytest.raises(ValueError, match="step"):
+        C.check_positive(bad, "step")
+
+
+def test_check_int_and_choice():
+    with pytest.raises(TypeError, match="n must be an int"):
+        C.check_int(2.0, "n")
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        C.check_int(0, "n")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        C.check_choice("x", "kind", ("a", "b"))
+
+
+def test_check_same_device_names_both():
+    a = torch.zeros(2)
+    b = torch.zeros(2, device="meta")
+    with pytest.raises(ValueError, match="y is on meta but x is on cpu"):
+        C.check_same_device(x=a, y=b)
+
+
+def test_seed_everything_reproducible():
+    g1 = ft.seed_everything(3)
+    a = torch.randn(4), torch.randn(2, generator=g1)
+    g2 = ft.seed_everything(3)
+    b = torch.randn(4), torch.randn(2, generator=g2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError):
+        ft.seed_everything(-1)
+    with pytest.raises(TypeError):
+        ft.seed_everything(1.5)
+
+
+def test_quick_mode_reads_environment(monkeypatch):
+    monkeypatch.setenv("FLOWTUTOR_QUICK", "1")
+    assert ft.quick_mode() and ft.sized(100, 10) == 10
+    monkeypatch.setenv("FLOWTUTOR_QUICK", "0")
+    assert not ft.quick_mode() and ft.sized(100, 10) == 100
+    monkeypatch.delenv("FLOWTUTOR_QUICK")
+    assert not ft.quick_mode()
+
+
+def test_default_device():
+    assert ft.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,103 @@
+import math
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from flowtutor import metrics
+
+D = dict(dtype=torch.float64)
+
+
+def test_w2_exact_on_permutation_and_shift(gen):
+    x = torch.randn(50, 2, generator=gen, **D)
+    assert metrics.w2(x, x[torch.randperm(50, generator=gen)]).item() < 1e-7
+    shift = torch.tensor([3.0, -4.0], **D)
+    assert math.isclose(metrics.w2(x, x + shift).item(), 5.0, rel_tol=1e-9)  # translation is optimal
+
+
+def test_w2_1d_equals_sorted_coupling(gen):
+    x, y = torch.randn(200, 1, generator=gen, **D), 2 * torch.randn(200, 1, generator=gen, **D) + 1
+    sorted_cost = ((x.sort(0).values - y.sort(0).values) ** 2).mean().sqrt()
+    assert math.isclose(metrics.w2(x, y).item(), sorted_cost.item(), rel_tol=1e-9)
+
+
+def test_sinkhorn_upper_bounds_exact(gen):
+    x, y = torch.randn(100, 2, generator=gen, **D), torch.randn(100, 2, generator=gen, **D) + 1
+    exact = metrics.w2(x, y).item()
+    sink = metrics.w2(x, y, method="sinkhorn", reg=0.01).item()
+    assert exact <= sink + 1e-9 and sink < exact * 1.1
+
+
+def test_grid_divergences_discrete():
+    p, q = torch.tensor([0.2, 0.3, 0.5], **D), torch.tensor([0.4, 0.4, 0.2], **D)
+    kl = (p * (p / q).log()).sum()
+    assert torch.isclose(metrics.kl_grid(p, q, 1.0), kl)
+    assert torch.isclose(metrics.tv_grid(p, q, 1.0), torch.tensor(0.3, **D))
+    assert torch.isclose(metrics.chi2_grid(p, q, 1.0), ((p - q) ** 2 / q).sum())
+    assert torch.isclose(metrics.hellinger_grid(p, q, 1.0), 1 - (p * q).sqrt().sum())
+    assert torch.isclose(metrics.renyi_grid(p, q, 1.0, 2.0), torch.log((p**2 / q).sum()))
+    assert metrics.kl_grid(p, torch.tensor([0.5, 0.5, 0.0], **D), 1.0).item() == math.inf
+
+
+def test_generalised_kl_unequal_mass():
+    mu, nu = torch.tensor([1.0, 2.0], **D), torch.tensor([0.5, 0.5], **D)
+    m, n = mu.sum(), nu.sum()
+    rhs = m * metrics.kl_grid(mu / m, nu / n, 1.0) + m * torch.log(m / n) - m + n
+    assert torch.isclose(metrics.kl_grid(mu, nu, 1.0), rhs)
+
+
+def test_mc_estimates(gen):
+    p = torch.distributions.Normal(torch.tensor(0.0, **D), torch.tensor(1.0, **D))
+    h = metrics.entropy_mc(p, 100_000)
+    assert h.within(0.5 * math.log(2 * math.pi * math.e))
+    x = p.sample((50_000,))
+    q = torch.distributions.Normal(torch.tensor(1.0, **D), torch.tensor(1.0, **D))
+    assert metrics.kl_mc(p.log_prob(x), q.log_prob(x)).within(0.5)
+    assert metrics.nll(p.log_prob(x)).within(h.value, slack=0.02)
+
+
+def test_mmd_separates(gen):
+    x, y = torch.randn(300, 2, generator=gen, **D), torch.randn(300, 2, generator=gen, **D)
+    assert abs(metrics.mmd(x, y).item()) < 0.01
+    assert metrics.mmd(x, y + 1.0).item() > 0.05
+    assert metrics.mmd(x, y + 1.0, bandwidth=1.0).item() > 0.05
+
+
+def test_loglog_slope():
+    h = np.array([0.1, 0.05, 0.025])
+    assert math.isclose(metrics.loglog_slope(h, 3 * h**2), 2.0, rel_tol=1e-12)
+
+
+def test_bad_input():
+    x = torch.zeros(5, 2, **D)
+    with pytest.raises(ValueError, match="y must have shape \\(n, 2\\)"):
+        metrics.w2(x, torch.zeros(5, 3, **D))
+    with pytest.raises(ValueError, match="method must be one of"):
+        metrics.w2(x, x, method="sliced")
+    with pytest.raises(ValueError, match="reg must be > 0"):
+        metrics.w2(x, x + 1, method="sinkhorn", reg=-1.0)
+    with pytest.raises(ValueError, match="bandwidth must be > 0"):
+        metrics.mmd(x, x, bandwidth=0.0)
+    with pytest.raises(ValueError, match="cell must be > 0"):
+        metrics.kl_grid(torch.ones(3, **D), torch.ones(3, **D), -0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.tv_grid(torch.tensor([-1.0, 2.0], **D), torch.ones(2, **D), 1.0)
+    with pytest.raises(ValueError, match="log_probs contains NaN"):
+        metrics.nll(torch.tensor([0.0, -math.inf], **D))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        metrics.mmd(torch.full((3, 2), math.nan), torch.zeros(3, 2))
+
+
+@pytest.mark.gpu
+def test_metrics_on_cuda():
+    dev = torch.device("cuda")
+    x = torch.randn(100, 2, device=dev, dtype=torch.float64)
+    y = x + torch.tensor([3.0, 4.0], device=dev, dtype=torch.float64)
+    w = metrics.w2(x, y)
+    assert w.device.type == "cuda" and math.isclose(w.item(), 5.0, rel_tol=1e-9)
+    assert metrics.w2(x, y, method="sinkhorn").device.type == "cuda"
+    assert metrics.mmd(x, y).device.type == "cuda"
+    p = torch.softmax(torch.randn(10, device=dev), 0)
+    assert metrics.kl_grid(p, p, 1.0).abs().item() < 1e-6

@@ -1,0 +1,47 @@
+"""Project hygiene: the pins of pyproject.toml and environment.yml agree; notebooks are stored cleared."""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _norm(req: str) -> str:
+    name, rest = re.match(r"([A-Za-z0-9_.\-]+)(.*)", req.strip()).groups()
+    return re.sub(r"[-_.]+", "-", name).lower() + rest.replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = {_norm(r) for r in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        pyproject |= {_norm(r) for r in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert {_norm(r) for r in pip_section} == pyproject
+
+
+def test_notebooks_are_stored_without_outputs():
+    notebooks = [p for p in (ROOT / "book").rglob("*.ipynb") if "_build" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+    assert notebooks, "no notebooks found under book/"
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, f"{path.name} has outputs"
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for path in (ROOT / "book").rglob("*.ipynb"):
+        if "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        assert str(path.relative_to(ROOT).with_suffix("")) in toc, f"{path} is not in _toc.yml"
