@@ -41,7 +41,7 @@ def _shape_out(sample_shape, x: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianMixture(MixtureSameFamily):
-    """Mixture of Gaussians ``sum_k w_k N(mu_k, Sigma_k)`` with exact ``log_prob`` (eq. 2.14).
+    """Mixture of Gaussians ``sum_k w_k N(mu_k, Sigma_k)`` with exact ``log_prob``.
 
     ``means`` is ``(K, d)``, ``covariances`` is ``(K, d, d)``, ``weights`` is ``(K,)`` (normalised
     here). Sampling uses ``generator`` when one is given.
@@ -138,7 +138,7 @@ class _Planar(Distribution):
 
 
 class Rings(_Planar):
-    """Concentric rings: angle uniform, radius ``|R_k + noise * N(0, 1)|`` for ring k (eq. 2.15).
+    """Concentric rings: angle uniform, radius ``|R_k + noise * N(0, 1)|`` for ring k.
 
     Exact density: ``p(x) = sum_k w_k [phi((r - R_k)/s) + phi((r + R_k)/s)] / (s * 2 pi r)``,
     ``r = |x|``. The absolute value makes the radial law a folded normal, so the formula is exact.
@@ -221,7 +221,7 @@ class TwoMoons(_Planar):
 
 
 class Checkerboard(_Planar):
-    """Uniform on the black squares of a ``n_squares x n_squares`` board of side ``size`` (eq. 2.16).
+    """Uniform on the black squares of a ``n_squares x n_squares`` board of side ``size``.
 
     Exact density: ``1 / (black area)`` on black squares, 0 elsewhere (``log_prob = -inf``).
     FFJORD's "checkerboard" is the 4x4 board on [-4, 4]^2 with side 2 squares, as here by default.

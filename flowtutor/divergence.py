@@ -2,8 +2,8 @@
 
 For ``f: R^d -> R^d`` evaluated at a batch ``x`` of shape ``(n, d)``,
 
-* exact (eq. 1.9):        ``div f(x) = sum_i d f_i / d x_i``, one backward pass per coordinate;
-* Hutchinson (eq. 3.4):  ``div f(x) = E_eps[eps^T J_f(x) eps]`` for probes with ``E[eps eps^T] = I``
+* exact (the divergence in eq. ``ch1-icov``): ``div f(x) = sum_i d f_i / d x_i``, one backward pass per coordinate;
+* Hutchinson (chapter 3): ``div f(x) = E_eps[eps^T J_f(x) eps]`` for probes with ``E[eps eps^T] = I``
   (Rademacher or standard Gaussian), one vector-Jacobian product per probe.
 """
 
@@ -27,7 +27,7 @@ def _check_pair(fx: torch.Tensor, x: torch.Tensor) -> None:
 
 
 def divergence_exact(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
-    """Exact divergence ``sum_i d fx_i / d x_i`` of shape ``(n,)`` (eq. 1.9); costs d backward passes.
+    """Exact divergence ``sum_i d fx_i / d x_i`` of shape ``(n,)`` (as in eq. ``ch1-icov``); costs d backward passes.
 
     ``fx`` must have been computed from ``x`` (which requires grad), row by row, so that row k of
     ``fx`` depends only on row k of ``x``. Use ``create_graph=True`` to differentiate the result.
@@ -66,7 +66,7 @@ def divergence_hutchinson(
     *,
     create_graph: bool = False,
 ) -> torch.Tensor:
-    """Hutchinson estimate of ``div fx`` of shape ``(n,)`` (eq. 3.4), averaged over the probes.
+    """Hutchinson estimate of ``div fx`` of shape ``(n,)`` (chapter 3), averaged over the probes.
 
     ``probes`` has shape ``(k, n, d)`` (k probes per point) or ``(n, d)`` (one); draw it with
     :func:`sample_probes`. The estimate is unbiased; its variance for a linear field ``Ax`` and

@@ -2,9 +2,9 @@
 
 A velocity field is any callable ``v(t, x) -> Tensor`` with ``torchdiffeq``'s argument order:
 ``t`` a scalar tensor, ``x`` of shape ``(n, d)``. Generation runs from ``t = 0`` (base) to
-``t = 1`` (data). ``ODEFlow`` solves ``dx/dt = v(t, x)`` (eq. 1.2) with ``torchdiffeq.odeint``
+``t = 1`` (data). ``ODEFlow`` solves ``dx/dt = v(t, x)`` (eq. ``ch1-ode``) with ``torchdiffeq.odeint``
 (or ``odeint_adjoint``) and computes log-densities by the instantaneous change of variables
-(eq. 1.10): ``d/dt log rho_t(x_t) = -div v(t, x_t)``.
+(eq. ``ch1-icov``): ``d/dt log rho_t(x_t) = -div v(t, x_t)``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class _Counted(nn.Module):
 
 
 class _LogDensityDynamics(nn.Module):
-    """The augmented system ``d/dt [x, l] = [v(t, x), -div v(t, x)]`` (eq. 1.10)."""
+    """The augmented system ``d/dt [x, l] = [v(t, x), -div v(t, x)]`` (eq. ``ch1-icov``)."""
 
     def __init__(self, field: _Counted, divergence: str, probes: torch.Tensor | None):
         super().__init__()
@@ -197,7 +197,7 @@ class ODEFlow:
         n_probes: int = 1,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points and log-densities along the flow (eq. 1.10), starting from ``(x, log_p)`` at ``times[0]``.
+        """Points and log-densities along the flow (eq. ``ch1-icov``), starting from ``(x, log_p)`` at ``times[0]``.
 
         Returns ``(xs, log_ps)`` of shapes ``(T, n, d)`` and ``(T, n)``. With
         ``divergence="hutchinson"`` the probes (``probe`` = "rademacher" or "gaussian",
@@ -219,7 +219,7 @@ class ODEFlow:
         t1: float = 1.0,
         **divergence_options,
     ) -> torch.Tensor:
-        """``log rho_t1(x)`` where ``rho_t0`` is ``base`` (eq. 1.11): pull ``x`` back, add the divergence integral.
+        """``log rho_t1(x)`` where ``rho_t0`` is ``base`` (eq. ``ch1-icov``): pull ``x`` back, add the divergence integral.
 
         ``base`` is a distribution or a callable returning log-densities. Keyword options are those
         of :meth:`log_prob_trajectory` (``divergence``, ``probe``, ``n_probes``, ``generator``).

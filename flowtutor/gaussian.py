@@ -88,7 +88,7 @@ def w2_gaussians(m0, s0, m1, s1) -> torch.Tensor:
 
 
 def brenier_map_gaussians(m0, s0, m1, s1) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-    """The optimal map ``T(x) = m1 + A (x - m0)`` from ``N(m0,S0)`` to ``N(m1,S1)`` (eq. ``ch2-brenier-gauss``),
+    """The optimal map ``T(x) = m1 + A (x - m0)`` from ``N(m0,S0)`` to ``N(m1,S1)`` (theorem ``thm-w2-gauss``),
     ``A = S0^{-1/2} (S0^{1/2} S1 S0^{1/2})^{1/2} S0^{-1/2}`` (symmetric positive definite). Returns ``(T, A)``."""
     _check_pair(m0, s0, m1, s1)
     r0 = sqrtm_psd(s0)

@@ -1,4 +1,4 @@
-"""Euler-Maruyama for ``dX = b(t, X) dt + sigma dW`` (eq. ``ch1-sde``), the stochastic counterpart of ODEFlow.
+"""Euler-Maruyama for ``dX = b(t, X) dt + sigma dW`` (chapter 1, section 5), the stochastic counterpart of ODEFlow.
 
 Written by hand because the scheme is what chapter 1 teaches (and is one line); it returns whole
 paths so that chapter 1 can show an SDE path beside an ODE path with the same marginals.
