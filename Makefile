@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[book,test]"
 	touch $(STAMP)
 
-# Builds the website in full mode; -W turns warnings and failing cells into errors, --all re-executes every notebook.
+# Builds the website in full mode; -W turns warnings and failing cells into errors, --all re-executes every
+# notebook, and check_executed.py fails on errors raised while displaying outputs (which the build lets through).
 book: $(STAMP)
 	FLOWTUTOR_PROGRESS=0 $(VENV)/bin/jupyter-book build . -W --keep-going --all
+	$(PY) .ci/check_executed.py
 	@echo "The book: $(abspath _build/html/index.html)"
 
 # Unit tests, then every notebook executed by nbval in quick mode.
