@@ -17,9 +17,11 @@ __all__ = [
     "sqrtm_psd",
     "linear_flow_gaussian",
     "ou_marginal",
+    "ou_velocity",
     "w2_gaussians",
     "brenier_map_gaussians",
     "displacement_interpolation_gaussians",
+    "displacement_velocity_gaussians",
     "kl_gaussians",
     "renyi_gaussians",
     "hellinger_gaussians",
@@ -77,6 +79,18 @@ def ou_marginal(m0: torch.Tensor, s0: torch.Tensor, t: float) -> tuple[torch.Ten
     return math.exp(-t) * m0, math.exp(-2 * t) * s0 + (1 - math.exp(-2 * t)) * eye
 
 
+def ou_velocity(m0: torch.Tensor, s0: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The deterministic velocity ``v_t(x) = -x - grad log rho_t(x) = -x + S_t^{-1} (x - m_t)`` whose flow has
+    the OU marginals of :func:`ou_marginal` (eq. ``ch1-ou``). Time ``t`` is the OU process's own time."""
+    _check_gaussian(m0, s0, "0")
+
+    def v(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        m, s = ou_marginal(m0, s0, float(t))
+        return -x + torch.linalg.solve(s, (x - m).T).T
+
+    return v
+
+
 def w2_gaussians(m0, s0, m1, s1) -> torch.Tensor:
     """``W2(N(m0,S0), N(m1,S1))`` (eq. ``ch2-w2-gauss``):
     ``W2^2 = |m0 - m1|^2 + tr(S0 + S1 - 2 (S0^{1/2} S1 S0^{1/2})^{1/2})``."""
@@ -108,6 +122,21 @@ def displacement_interpolation_gaussians(t: float, m0, s0, m1, s1) -> tuple[torc
     eye = torch.eye(m0.shape[0], dtype=s0.dtype, device=s0.device)
     mt = (1 - t) * eye + t * a
     return (1 - t) * m0 + t * m1, mt @ s0 @ mt.T
+
+
+def displacement_velocity_gaussians(m0, s0, m1, s1) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Eulerian velocity of McCann's interpolant (eq. ``ch2-mccann``), for ``t`` in [0, 1]:
+    ``v_t(x) = (m1 - m0) + (A - I) M_t^{-1} (x - m_t)``, ``M_t = (1-t) I + t A``, ``m_t = (1-t) m0 + t m1``.
+    Its flow moves each point on the straight line ``x -> T(x)``."""
+    _, a = brenier_map_gaussians(m0, s0, m1, s1)
+    eye = torch.eye(m0.shape[0], dtype=s0.dtype, device=s0.device)
+
+    def v(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = float(t)
+        mt = (1 - t) * eye + t * a
+        return (m1 - m0) + torch.linalg.solve(mt, (x - ((1 - t) * m0 + t * m1)).T).T @ (a - eye).T
+
+    return v
 
 
 def kl_gaussians(m0, s0, m1, s1) -> torch.Tensor:

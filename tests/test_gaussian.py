@@ -71,3 +71,26 @@ def test_bad_input():
         G.renyi_gaussians(1.0, torch.zeros(2, **D), e, torch.zeros(2, **D), e)
     with pytest.raises(ValueError, match="not positive definite"):
         G.chi2_gaussians(torch.zeros(2, **D), e, torch.zeros(2, **D), 0.2 * e)
+
+
+def test_ou_velocity_carries_the_ou_marginals(gen):
+    from flowtutor import ODEFlow
+
+    m0, s0 = torch.tensor([2.0, -1.0], **D), torch.tensor([[0.3, 0.1], [0.1, 0.2]], **D)
+    # the tangent flow of Gaussian marginals is affine: push the mean and two sigma points exactly
+    l0 = torch.linalg.cholesky(s0)
+    pts = torch.stack([m0, m0 + l0[:, 0], m0 + l0[:, 1]])
+    out = ODEFlow(G.ou_velocity(m0, s0), rtol=1e-10, atol=1e-10).push(pts, 0.0, 0.8)
+    m, s = G.ou_marginal(m0, s0, 0.8)
+    lt = (out[1:] - out[0]).T  # the image of the Cholesky factor
+    assert torch.allclose(out[0], m, atol=1e-7) and torch.allclose(lt @ lt.T, s, atol=1e-7)
+
+
+def test_displacement_velocity_moves_points_to_brenier_image(gen):
+    from flowtutor import ODEFlow
+
+    m0, s0, m1, s1 = _pair(gen)
+    t, _ = G.brenier_map_gaussians(m0, s0, m1, s1)
+    x = torch.distributions.MultivariateNormal(m0, s0).sample((50,))
+    y = ODEFlow(G.displacement_velocity_gaussians(m0, s0, m1, s1), rtol=1e-10, atol=1e-10).push(x)
+    assert torch.allclose(y, t(x), atol=1e-6)
