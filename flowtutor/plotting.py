@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import animation
+from matplotlib.ticker import NullFormatter
 
 from .metrics import loglog_slope
 from .pde import Grid2D
@@ -59,6 +60,8 @@ def plot_convergence(h: Sequence[float], errors: Sequence[float], ax=None, label
     if reference is not None:
         h = np.asarray(h, dtype=float)
         ax.loglog(h, errors[0] * (h / h[0]) ** reference, "k--", lw=0.8, label=f"slope {reference:g}")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor labels collide
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend()
     return slope
 
