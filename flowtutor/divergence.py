@@ -26,18 +26,23 @@ def _check_pair(fx: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError("x must require grad and fx must be computed from it (x.requires_grad_())")
 
 
-def divergence_exact(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
+def divergence_exact(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = False,
+                     frobenius: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Exact divergence ``sum_i d fx_i / d x_i`` of shape ``(n,)`` (as in eq. ``ch1-icov``); costs d backward passes.
 
     ``fx`` must have been computed from ``x`` (which requires grad), row by row, so that row k of
     ``fx`` depends only on row k of ``x``. Use ``create_graph=True`` to differentiate the result.
+    With ``frobenius=True`` also returns ``||d fx / d x||_F^2`` per row (from the same passes).
     """
     _check_pair(fx, x)
     div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    frob = torch.zeros_like(div)
     for i in range(x.shape[1]):
         (g,) = torch.autograd.grad(fx[:, i].sum(), x, create_graph=create_graph, retain_graph=True)
         div = div + g[:, i]
-    return div
+        if frobenius:
+            frob = frob + (g**2).sum(dim=1)
+    return (div, frob) if frobenius else div
 
 
 def sample_probes(
@@ -65,12 +70,15 @@ def divergence_hutchinson(
     probes: torch.Tensor,
     *,
     create_graph: bool = False,
-) -> torch.Tensor:
+    frobenius: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Hutchinson estimate of ``div fx`` of shape ``(n,)`` (chapter 3), averaged over the probes.
 
     ``probes`` has shape ``(k, n, d)`` (k probes per point) or ``(n, d)`` (one); draw it with
     :func:`sample_probes`. The estimate is unbiased; its variance for a linear field ``Ax`` and
-    Rademacher probes is ``2(||A_s||_F^2 - sum_i A_ii^2) / k`` with ``A_s = (A + A^T)/2``.
+    Rademacher probes is ``2(||A_s||_F^2 - sum_i A_ii^2) / k`` with ``A_s = (A + A^T)/2`` (Gaussian
+    probes: ``2 ||A_s||_F^2 / k``). With ``frobenius=True`` also returns the unbiased estimate
+    ``|eps^T J|^2`` of ``||J||_F^2`` from the same vector-Jacobian products.
     """
     _check_pair(fx, x)
     if probes.ndim == 2:
@@ -79,8 +87,12 @@ def divergence_hutchinson(
         raise ValueError(f"probes must have shape (k, {x.shape[0]}, {x.shape[1]}), got {tuple(probes.shape)}")
     check_same_device(x=x, probes=probes)
     total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    frob = torch.zeros_like(total)
     for eps in probes:
         (vjp,) = torch.autograd.grad(fx, x, grad_outputs=eps, create_graph=create_graph, retain_graph=True)
         total = total + (vjp * eps).sum(dim=1)
-    return total / probes.shape[0]
+        if frobenius:
+            frob = frob + (vjp**2).sum(dim=1)
+    k = probes.shape[0]
+    return (total / k, frob / k) if frobenius else total / k
 

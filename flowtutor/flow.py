@@ -66,28 +66,34 @@ class _Counted(nn.Module):
 
 
 class _LogDensityDynamics(nn.Module):
-    """The augmented system ``d/dt [x, l] = [v(t, x), -div v(t, x)]`` (eq. ``ch1-icov``)."""
+    """The augmented system ``d/dt [x, l] = [v(t, x), -div v(t, x)]`` (eq. ``ch1-icov``), optionally with
+    the regularisers ``d/dt [k, f] = [|v|^2, ||grad v||_F^2]`` appended (chapter 3)."""
 
-    def __init__(self, field: _Counted, divergence: str, probes: torch.Tensor | None):
+    def __init__(self, field: _Counted, divergence: str, probes: torch.Tensor | None, regularize: bool = False):
         super().__init__()
         self.field = field
         self.divergence = divergence
         self.probes = probes
+        self.regularize = regularize
 
     def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             if not state.requires_grad:
                 state = state.detach().requires_grad_(True)
-            x = state[:, :-1]
+            x = state[:, : state.shape[1] - (3 if self.regularize else 1)]
             vx = self.field(t, x)
+            opts = {"create_graph": create_graph, "frobenius": self.regularize}
             if self.divergence == "exact":
-                div = divergence_exact(vx, x, create_graph=create_graph)
+                out = divergence_exact(vx, x, **opts)
             else:
-                div = divergence_hutchinson(vx, x, self.probes, create_graph=create_graph)
-        if not create_graph:
-            vx, div = vx.detach(), div.detach()
-        return torch.cat([vx, -div[:, None]], dim=1)
+                out = divergence_hutchinson(vx, x, self.probes, **opts)
+            div, frob = out if self.regularize else (out, None)
+        columns = [vx, -div[:, None]]
+        if self.regularize:
+            columns += [(vx**2).sum(1, keepdim=True), frob[:, None]]
+        derivative = torch.cat(columns, dim=1)
+        return derivative if create_graph else derivative.detach()
 
 
 class ODEFlow:
@@ -177,14 +183,14 @@ class ODEFlow:
 
     # -- log-densities -----------------------------------------------------------------------
     def _augmented(self, divergence: str, probe: str, n_probes: int, x: torch.Tensor,
-                   generator: torch.Generator | None) -> _LogDensityDynamics:
+                   generator: torch.Generator | None, regularize: bool = False) -> _LogDensityDynamics:
         check_choice(divergence, "divergence", ("exact", "hutchinson"))
         probes = None
         if divergence == "hutchinson":
             check_int(n_probes, "n_probes")
             probes = sample_probes((n_probes, *x.shape), probe, dtype=x.dtype, device=x.device,
                                    generator=generator)
-        return _LogDensityDynamics(self.field, divergence, probes)
+        return _LogDensityDynamics(self.field, divergence, probes, regularize)
 
     def log_prob_trajectory(
         self,
@@ -231,3 +237,30 @@ class ODEFlow:
         xs, ls = self.log_prob_trajectory(x, zeros, [t1, t0], **divergence_options)
         # Integrating backwards from l(t1) = 0 gives l(t0) = int_{t0}^{t1} div v dt.
         return base_log_prob(xs[-1]) - ls[-1]
+
+    def log_prob_regularized(
+        self,
+        x: torch.Tensor,
+        base: torch.distributions.Distribution,
+        t0: float = 0.0,
+        t1: float = 1.0,
+        *,
+        divergence: str = "exact",
+        probe: str = "rademacher",
+        n_probes: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`log_prob` together with, per sample, the kinetic energy ``int |v|^2 dt`` and the Jacobian
+        Frobenius norm ``int ||grad v||_F^2 dt`` along its path (eq. ``ch3-rnode``), from one solve.
+
+        With ``divergence="hutchinson"`` the Frobenius term is the unbiased estimate ``|eps^T J|^2``.
+        """
+        check_points(x, "x")
+        if not isinstance(base, torch.distributions.Distribution):
+            raise TypeError(f"base must be a torch.distributions.Distribution, got {type(base).__name__}")
+        func = self._augmented(divergence, probe, n_probes, x, generator, regularize=True)
+        zeros = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
+        out = self._solve(func, torch.cat([x, zeros], dim=1), self._times([t1, t0], x))[-1]
+        d = x.shape[1]
+        # backwards from t1 to t0: the integrals of |v|^2 and ||J||^2 come out with a minus sign
+        return base.log_prob(out[:, :d]) - out[:, d], -out[:, d + 1], -out[:, d + 2]
