@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_int, check_nonnegative, check_points, check_positive
+from collections.abc import Callable
+
+from ._checks import check_callable, check_int, check_nonnegative, check_points, check_positive
 from .flow import ODEFlow
 from .nets import VelocityMLP
+from .training import fit
 
-__all__ = ["CNF"]
+__all__ = ["CNF", "fit_cnf"]
 
 TRAIN_SOLVER = {"method": "rk4", "n_steps": 8}
 EVAL_SOLVER = {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5}
@@ -79,3 +82,20 @@ class CNF(nn.Module):
         logp, kin, frob = flow.log_prob_regularized(x, self.base, **divergence_options)
         nll, kin, frob = -logp.mean(), kin.mean(), frob.mean()
         return nll + lam_k * kin + lam_f * frob, {"nll": nll.item(), "kinetic": kin.item(), "frobenius": frob.item()}
+
+
+def fit_cnf(model: CNF, sample: Callable[[tuple[int]], torch.Tensor], n_steps: int, *, batch: int = 256, lr: float = 3e-3,
+            progress: bool = True, **loss_options) -> list[float]:
+    """Maximum-likelihood training: Adam with a cosine learning-rate decay, fresh batches from ``sample((batch,))``
+    (a sampler with the ``torch.distributions`` signature, such as ``target.sample``).
+
+    ``loss_options`` go to :meth:`CNF.loss` (regularisation weights, solver, divergence options).
+    Returns the history of the training loss (through :func:`flowtutor.training.fit`: NaN guard, progress).
+    """
+    check_callable(sample, "sample")
+    check_int(batch, "batch")
+    check_positive(lr, "lr")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, check_int(n_steps, "n_steps"))
+    return fit(lambda step: model.loss(sample((batch,)), **loss_options)[0], optimizer, n_steps,
+               scheduler=scheduler, progress=progress)
