@@ -6,7 +6,7 @@ noise) to ``t = 1`` (data); methods stated the other way round are converted by
 :func:`flowtutor.flow.reverse_time`.
 """
 
-from . import cnf, control, data, divergence, flow, gaussian, metrics, nets, pde, plotting, sde, training
+from . import cnf, control, data, diffusion, divergence, flow, gaussian, matching, metrics, nets, pde, plotting, sde, training
 from ._runtime import default_device, quick_mode, seed_everything, sized
 from .flow import ODEFlow, reverse_time
 
@@ -20,9 +20,11 @@ __all__ = [
     "cnf",
     "control",
     "data",
+    "diffusion",
     "divergence",
     "flow",
     "gaussian",
+    "matching",
     "metrics",
     "nets",
     "pde",

@@ -146,7 +146,9 @@ class ODEFlow:
             span = (times[-1] - times[0]).abs().item()
             kwargs["options"] = {"step_size": span / self.n_steps}
         else:
-            kwargs.update(rtol=self.rtol, atol=self.atol)
+            # Land steps on the output times: otherwise dopri5 steps past the last time and interpolates
+            # back, evaluating v outside [t0, t1] (undefined for fields that explode at t = 1).
+            kwargs.update(rtol=self.rtol, atol=self.atol, options={"step_t": times[1:]})
         self.field.nfe = 0
         if self.adjoint:
             params = tuple(p for p in func.parameters() if p.requires_grad)

@@ -17,15 +17,16 @@ __all__ = ["euler_maruyama"]
 
 
 def euler_maruyama(drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor, *,
-                   sigma: float, t0: float, t1: float, n_steps: int,
+                   sigma: float | Callable[[float], float], t0: float, t1: float, n_steps: int,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """Paths ``X_{k+1} = X_k + b(t_k, X_k) h + sigma sqrt(h) xi_k`` on ``n_steps`` equal steps.
+    """Paths ``X_{k+1} = X_k + b(t_k, X_k) h + sigma(t_k) sqrt(h) xi_k`` on ``n_steps`` equal steps.
 
-    Returns shape ``(n_steps + 1, n, d)``; ``drift(t, x)`` follows the velocity-field convention.
+    ``sigma`` is a number or a function of time (returning a number >= 0). Returns shape
+    ``(n_steps + 1, n, d)``; ``drift(t, x)`` follows the velocity-field convention.
     """
     check_callable(drift, "drift")
     check_points(x0, "x0")
-    sigma = check_nonnegative(sigma, "sigma")
+    sigma_of = sigma if callable(sigma) else (lambda t, c=check_nonnegative(sigma, "sigma"): c)
     check_int(n_steps, "n_steps")
     if not t1 > t0:
         raise ValueError(f"t1 must be > t0, got t0={t0}, t1={t1}")
@@ -34,6 +35,6 @@ def euler_maruyama(drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     for k in range(n_steps):
         t = torch.tensor(t0 + k * h, dtype=x0.dtype, device=x0.device)
         noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-        x = x + drift(t, x) * h + sigma * math.sqrt(h) * noise
+        x = x + drift(t, x) * h + check_nonnegative(sigma_of(t0 + k * h), "sigma") * math.sqrt(h) * noise
         path.append(x)
     return torch.stack(path)

@@ -1,0 +1,88 @@
+"""Diffusion models: the VP (Ornstein-Uhlenbeck) forward SDE, denoising score matching, and the
+reverse SDE and probability-flow ODE (Song et al. 2021).
+
+Stated in the source's own convention, data-to-noise: diffusion time ``s`` runs from the data
+(``s = 0``) to noise (``s = 1``), ``dX = -1/2 beta(s) X ds + sqrt(beta(s)) dW``. The generative fields
+are converted to the book's time (``t = 1 - s``, noise at ``t = 0``) by :func:`flowtutor.reverse_time`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ._checks import check_callable, check_points, check_positive
+from .flow import reverse_time
+from .matching import VPPath
+
+__all__ = ["VPSDE", "dsm_loss", "probability_flow_velocity", "reverse_sde_drift"]
+
+ScoreField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class VPSDE:
+    """``dX = -1/2 beta(s) X ds + sqrt(beta(s)) dW``, ``beta`` linear from ``beta_min`` to ``beta_max`` on [0, 1].
+
+    Its marginals from a point ``x`` are ``N(a(s) x, (1 - a(s)^2) I)``, ``a(s) = exp(-1/2 int_0^s beta)``:
+    the same ``alpha``/``sigma`` as :class:`flowtutor.matching.VPPath` read at ``t = 1 - s``.
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        self.path = VPPath(beta_min, beta_max)
+
+    def beta(self, s: torch.Tensor) -> torch.Tensor:
+        return self.path.beta(s)
+
+    def marginal(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a(s), sigma(s))`` of the transition ``X_s | X_0 = x ~ N(a x, sigma^2 I)``."""
+        return self.path.alpha(1 - s), self.path.sigma(1 - s)
+
+    def drift(self, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -0.5 * _col(self.beta(s), x) * x
+
+
+def _col(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    return value.reshape(-1, 1) if value.ndim else value
+
+
+def dsm_loss(score: ScoreField, x: torch.Tensor, sde: VPSDE, *, s_min: float = 1e-3,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """Denoising score matching with weight ``sigma(s)^2`` (eq. ``ch4-dsm``):
+    ``E |sigma(s) score(s, a x + sigma z) + z|^2``, ``s ~ U[s_min, 1]``, ``z ~ N(0, I)``.
+
+    Its minimiser is the score ``grad log p_s`` of the noised data (Vincent 2011).
+    """
+    check_callable(score, "score")
+    check_points(x, "x")
+    check_positive(s_min, "s_min")
+    s = s_min + (1 - s_min) * torch.rand(x.shape[0], dtype=x.dtype, device=x.device, generator=generator)
+    z = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    a, sigma = sde.marginal(s)
+    xs = a[:, None] * x + sigma[:, None] * z
+    return ((sigma[:, None] * score(s, xs) + z) ** 2).sum(1).mean()
+
+
+def probability_flow_velocity(score: ScoreField, sde: VPSDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The probability-flow ODE in the book's time (eq. ``ch4-pfode``): in diffusion time its field is
+    ``u(s, x) = f(s, x) - 1/2 beta(s) score(s, x) = -1/2 beta(s) (x + score(s, x))`` — chapter 1's
+    ``v = -grad V - grad log rho`` with ``V = |x|^2/2``, scaled by ``beta/2``; returned as ``reverse_time(u)``."""
+    check_callable(score, "score")
+
+    def u(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -0.5 * _col(sde.beta(s), x) * (x + score(s, x))
+
+    return reverse_time(u)
+
+
+def reverse_sde_drift(score: ScoreField, sde: VPSDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Drift of the reverse-time SDE in the book's time (Anderson 1982): with ``s = 1 - t``,
+    ``dX = 1/2 beta(s) (X + 2 score(s, X)) dt + sqrt(beta(s)) dW``."""
+    check_callable(score, "score")
+
+    def drift(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        s = 1 - t
+        return 0.5 * _col(sde.beta(s), x) * (x + 2 * score(s, x))
+
+    return drift

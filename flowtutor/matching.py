@@ -1,0 +1,185 @@
+"""Flow matching: probability paths, the conditional flow-matching loss, couplings, reflow.
+
+Path, coupling and solver are separate pieces. A path interpolates endpoints ``x0`` (base, ``t = 0``)
+and ``x1`` (data, ``t = 1``) as ``x_t = alpha_t x1 + sigma_t x0`` and returns ``(x_t, dx_t/dt)``; a
+coupling pairs a batch of ``x0`` with a batch of ``x1`` (independently, or by optimal transport through
+POT); :class:`~flowtutor.flow.ODEFlow` integrates the learned field (Lipman et al. 2023; Liu et al.
+2023; Albergo & Vanden-Eijnden 2023; Tong et al. 2024).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ot
+import torch
+
+from ._checks import check_callable, check_choice, check_nonnegative, check_points, check_positive, check_same_device
+from .flow import ODEFlow
+
+__all__ = ["AffinePath", "LinearPath", "CondOTPath", "VPPath", "cfm_loss", "couple", "reflow_pairs", "straightness"]
+
+
+class AffinePath:
+    """``x_t = alpha(t) x1 + sigma(t) x0`` with ``alpha(0) = 0``, ``alpha(1) = 1`` (up to ``sigma_min``).
+
+    Subclasses define ``alpha``, ``sigma`` and their time derivatives for ``t`` a tensor of shape ``(n,)``.
+    """
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_t, dx_t/dt)`` for endpoints ``(n, d)`` and times ``(n,)`` in [0, 1]."""
+        check_points(x0, "x0")
+        check_points(x1, "x1", d=x0.shape[1])
+        if x1.shape[0] != x0.shape[0]:
+            raise ValueError(f"x0 and x1 must hold the same number of points, got {x0.shape[0]} and {x1.shape[0]}")
+        check_same_device(x0=x0, x1=x1, t=t)
+        if t.shape != (x0.shape[0],):
+            raise ValueError(f"t must have shape ({x0.shape[0]},), got {tuple(t.shape)}")
+        if bool((t < 0).any()) or bool((t > 1).any()):
+            raise ValueError("t must lie in [0, 1]")
+        a, s = self.alpha(t)[:, None], self.sigma(t)[:, None]
+        da, ds = self.d_alpha(t)[:, None], self.d_sigma(t)[:, None]
+        return a * x1 + s * x0, da * x1 + ds * x0
+
+
+class LinearPath(AffinePath):
+    """Rectified flow's straight line ``x_t = t x1 + (1 - t) x0`` (Liu et al. 2023)."""
+
+    def alpha(self, t):
+        return t
+
+    def sigma(self, t):
+        return 1 - t
+
+    def d_alpha(self, t):
+        return torch.ones_like(t)
+
+    def d_sigma(self, t):
+        return -torch.ones_like(t)
+
+
+class CondOTPath(AffinePath):
+    """Lipman et al.'s conditional OT path: ``x_t = t x1 + (1 - (1 - sigma_min) t) x0``, a Gaussian of
+    width ``sigma_min`` around ``x1`` at ``t = 1`` (``sigma_min = 0`` is :class:`LinearPath`)."""
+
+    def __init__(self, sigma_min: float = 1e-4):
+        self.sigma_min = check_nonnegative(sigma_min, "sigma_min")
+        if self.sigma_min >= 1:
+            raise ValueError(f"sigma_min must be < 1, got {sigma_min}")
+
+    def alpha(self, t):
+        return t
+
+    def sigma(self, t):
+        return 1 - (1 - self.sigma_min) * t
+
+    def d_alpha(self, t):
+        return torch.ones_like(t)
+
+    def d_sigma(self, t):
+        return -(1 - self.sigma_min) * torch.ones_like(t)
+
+
+class VPPath(AffinePath):
+    """The variance-preserving (diffusion) path ``x_t = a(1-t) x1 + sqrt(1 - a(1-t)^2) x0`` with
+    ``a(s) = exp(-1/2 int_0^s beta)``, ``beta`` linear from ``beta_min`` to ``beta_max`` (Song et al. 2021),
+    written in the book's time (noise at ``t = 0``). ``sigma`` at ``t = 1`` is 0: its velocity explodes there."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        self.beta_min = check_positive(beta_min, "beta_min")
+        self.beta_max = check_positive(beta_max, "beta_max")
+        if self.beta_max < self.beta_min:
+            raise ValueError("beta_max must be >= beta_min")
+
+    def _log_a(self, s):  # log a(s) = -1/2 (beta_min s + (beta_max - beta_min) s^2 / 2)
+        return -0.5 * (self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2)
+
+    def beta(self, s: torch.Tensor) -> torch.Tensor:
+        """The noise rate beta(s) in diffusion time s = 1 - t."""
+        return self.beta_min + (self.beta_max - self.beta_min) * s
+
+    def alpha(self, t):
+        return torch.exp(self._log_a(1 - t))
+
+    def sigma(self, t):
+        return torch.sqrt(-torch.expm1(2 * self._log_a(1 - t)))
+
+    def d_alpha(self, t):  # d/dt a(1 - t) = beta(1 - t)/2 * a(1 - t)
+        return 0.5 * self.beta(1 - t) * self.alpha(t)
+
+    def d_sigma(self, t):  # sigma^2 = 1 - alpha^2  =>  d sigma = -alpha d_alpha / sigma
+        return -self.alpha(t) * self.d_alpha(t) / self.sigma(t)
+
+
+def cfm_loss(v: Callable, x0: torch.Tensor, x1: torch.Tensor, path: AffinePath, *, t: torch.Tensor | None = None,
+             t_max: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Conditional flow-matching loss ``E |v(t, x_t) - dx_t/dt|^2`` with ``t ~ U[0, t_max]`` (eq. ``ch4-cfm``).
+
+    ``v`` is called with a time tensor of shape ``(n,)`` (one time per sample). ``t_max < 1`` truncates
+    the time interval near the data, where some paths' velocities explode.
+    """
+    check_callable(v, "v")
+    check_positive(t_max, "t_max")
+    if t is None:
+        t = torch.rand(x0.shape[0], dtype=x0.dtype, device=x0.device, generator=generator) * t_max
+    xt, dxt = path.sample(x0, x1, t)
+    return ((v(t, xt) - dxt) ** 2).sum(1).mean()
+
+
+def couple(x0: torch.Tensor, x1: torch.Tensor, method: str = "ot", *, reg: float = 0.05,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair a batch of base points with a batch of data points (eq. ``ch4-coupling``).
+
+    ``"independent"``: as given. ``"ot"``: the exact optimal assignment for the squared distance
+    (``ot.emd``; equal batch sizes give a permutation). ``"sinkhorn"``: pairs drawn from the entropic
+    plan (``ot.sinkhorn``, regularisation ``reg`` times the mean cost), one partner per ``x0``.
+    Returns ``(x0, x1_paired)``.
+    """
+    check_points(x0, "x0")
+    check_points(x1, "x1", d=x0.shape[1])
+    check_same_device(x0=x0, x1=x1)
+    check_choice(method, "method", ("independent", "ot", "sinkhorn"))
+    if method == "independent":
+        return x0, x1
+    if x0.shape[0] != x1.shape[0]:
+        raise ValueError(f"OT couplings need equal batch sizes, got {x0.shape[0]} and {x1.shape[0]}")
+    n = x0.shape[0]
+    w = torch.full((n,), 1.0 / n, dtype=x0.dtype, device=x0.device)
+    cost = ot.dist(x0.detach(), x1.detach())
+    if method == "ot":
+        plan = ot.emd(w, w, cost, numItermax=10_000_000)
+        return x0, x1[plan.argmax(dim=1)]
+    check_positive(reg, "reg")
+    plan = ot.sinkhorn(w, w, cost / cost.mean(), reg, numItermax=10_000)
+    rows = plan / plan.sum(dim=1, keepdim=True)
+    return x0, x1[torch.multinomial(rows, 1, generator=generator).squeeze(1)]
+
+
+def reflow_pairs(v: Callable, x0: torch.Tensor, **solver) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rectified flow's reflow: the coupling ``(x0, T(x0))`` of a learned field's flow map ``T`` (eq. ``ch4-reflow``)."""
+    with torch.no_grad():
+        return x0, ODEFlow(v, **(solver or {"method": "rk4", "n_steps": 32})).push(x0)
+
+
+def straightness(trajectory: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Liu et al.'s straightness ``E int_0^1 |x'_t - (x_1 - x_0)|^2 dt`` of a trajectory ``(T, n, d)`` on ``times``
+    (finite differences); zero exactly for straight lines traversed at constant speed."""
+    if trajectory.ndim != 3 or trajectory.shape[0] != times.shape[0] or times.shape[0] < 2:
+        raise ValueError("trajectory must be (T, n, d) with T = len(times) >= 2")
+    dt = (times[1:] - times[:-1])[:, None, None]
+    speed = (trajectory[1:] - trajectory[:-1]) / dt
+    chord = (trajectory[-1] - trajectory[0]) / (times[-1] - times[0])
+    return (((speed - chord) ** 2).sum(-1) * dt[..., 0]).sum(0).mean() / (times[-1] - times[0])
+

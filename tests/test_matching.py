@@ -1,0 +1,121 @@
+import itertools
+import math
+
+import ot
+import pytest
+import torch
+
+from flowtutor import ODEFlow
+from flowtutor.matching import CondOTPath, LinearPath, VPPath, cfm_loss, couple, reflow_pairs, straightness
+
+D = dict(dtype=torch.float64)
+PATHS = [LinearPath(), CondOTPath(0.01), VPPath()]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: type(p).__name__)
+def test_time_derivative_matches_finite_differences(path, gen):
+    x0, x1 = torch.randn(50, 2, generator=gen, **D), torch.randn(50, 2, generator=gen, **D)
+    t = torch.rand(50, generator=gen, **D) * 0.9 + 0.05
+    h = 1e-6
+    _, dx = path.sample(x0, x1, t)
+    fd = (path.sample(x0, x1, t + h)[0] - path.sample(x0, x1, t - h)[0]) / (2 * h)
+    assert torch.allclose(dx, fd, atol=1e-6)
+
+
+def test_endpoints(gen):
+    x0, x1 = torch.randn(10, 2, generator=gen, **D), torch.randn(10, 2, generator=gen, **D)
+    zero, one = torch.zeros(10, **D), torch.ones(10, **D)
+    assert torch.allclose(LinearPath().sample(x0, x1, zero)[0], x0)
+    assert torch.allclose(LinearPath().sample(x0, x1, one)[0], x1)
+    assert torch.allclose(CondOTPath(0.1).sample(x0, x1, one)[0], x1 + 0.1 * x0)
+    vp = VPPath()
+    assert torch.allclose(vp.sample(x0, x1, one)[0], x1)
+    assert torch.allclose(vp.alpha(zero), torch.tensor(math.exp(-0.5 * (0.1 + 0.5 * 19.9)), **D).expand(10))
+    t = torch.rand(10, generator=gen, **D)
+    assert torch.allclose(vp.alpha(t) ** 2 + vp.sigma(t) ** 2, one)
+
+
+def test_consistency_lemma_gaussian_to_gaussian(gen):
+    """CFM loss and the marginal FM loss differ by a constant, whatever the candidate field."""
+    m, L = torch.tensor([2.0, -1.0], **D), torch.tensor([[0.7, 0.0], [0.3, 0.4]], **D)
+    S = L @ L.T
+    eye = torch.eye(2, **D)
+
+    def v_star(t, x):  # E[x1 - x0 | x_t = x] for x0 ~ N(0, I), x1 ~ N(m, S), x_t = t x1 + (1 - t) x0
+        out = torch.empty_like(x)
+        for i in range(x.shape[0]):
+            cov = t[i] ** 2 * S + (1 - t[i]) ** 2 * eye
+            cross = t[i] * S - (1 - t[i]) * eye
+            out[i] = m + cross @ torch.linalg.solve(cov, x[i] - t[i] * m)
+        return out
+
+    n = 20_000
+    x0 = torch.randn(n, 2, generator=gen, **D)
+    x1 = m + torch.randn(n, 2, generator=gen, **D) @ L.T
+    t = torch.rand(n, generator=gen, **D)
+    xt, dx = LinearPath().sample(x0, x1, t)
+    vs = v_star(t, xt)
+    diffs = []
+    for cand in (lambda t, x: torch.zeros_like(x), lambda t, x: x, v_star, lambda t, x: 2 * v_star(t, x) + 1):
+        vx = cand(t, xt)
+        cfm = cfm_loss(cand, x0, x1, LinearPath(), t=t)
+        assert torch.isclose(cfm, ((vx - dx) ** 2).sum(1).mean())
+        diffs.append((cfm - ((vx - vs) ** 2).sum(1).mean()).item())
+    constant = ((dx - vs) ** 2).sum(1).mean().item()  # E|dx - v*|^2: the conditional variance
+    assert max(abs(d - constant) for d in diffs) < 0.05 * constant
+
+
+def test_ot_coupling_is_optimal(gen):
+    x0, x1 = torch.randn(6, 2, generator=gen, **D), torch.randn(6, 2, generator=gen, **D)
+    _, paired = couple(x0, x1, "ot")
+    cost = ((x0 - paired) ** 2).sum()
+    brute = min(((x0 - x1[list(p)]) ** 2).sum() for p in itertools.permutations(range(6)))
+    assert torch.isclose(cost, brute)
+    w = torch.full((6,), 1 / 6, **D)
+    assert torch.isclose(cost / 6, ot.emd2(w, w, ot.dist(x0, x1)))
+    assert torch.equal(couple(x0, x1, "independent")[1], x1)
+    x0b, x1b = torch.randn(200, 2, generator=gen, **D), torch.randn(200, 2, generator=gen, **D) + 2
+    exact = ((x0b - couple(x0b, x1b, "ot")[1]) ** 2).sum(1).mean()
+    sink = ((x0b - couple(x0b, x1b, "sinkhorn", reg=0.01, generator=gen)[1]) ** 2).sum(1).mean()
+    indep = ((x0b - x1b) ** 2).sum(1).mean()
+    # Sinkhorn pairs are drawn with replacement (not a permutation): close to, not above, the optimum
+    assert sink < indep and abs(sink - exact) < 0.1 * exact
+
+
+def test_reflow_and_straightness(gen):
+    x0 = torch.randn(20, 2, generator=gen, **D)
+    c = torch.tensor([1.0, -2.0], **D)
+    _, x1 = reflow_pairs(lambda t, x: c.expand_as(x), x0)
+    assert torch.allclose(x1, x0 + c)
+    times = torch.linspace(0, 1, 41, **D)
+    straight = ODEFlow(lambda t, x: c.expand_as(x), method="rk4", n_steps=40).trajectory(x0, times)
+    assert straightness(straight, times).item() < 1e-20
+    rot = torch.tensor([[0.0, -1.0], [1.0, 0.0]], **D)
+    curved = ODEFlow(lambda t, x: x @ rot.T, method="rk4", n_steps=40).trajectory(x0, times)
+    assert straightness(curved, times).item() > 0.1
+
+
+def test_bad_input(gen):
+    x = torch.randn(4, 2, **D)
+    with pytest.raises(ValueError, match="t must lie in"):
+        LinearPath().sample(x, x, torch.full((4,), 1.5, **D))
+    with pytest.raises(ValueError, match="t must have shape"):
+        LinearPath().sample(x, x, torch.zeros(3, **D))
+    with pytest.raises(ValueError, match="same number of points"):
+        LinearPath().sample(x, x[:3], torch.zeros(4, **D))
+    with pytest.raises(ValueError, match="sigma_min must be < 1"):
+        CondOTPath(1.5)
+    with pytest.raises(ValueError, match="method must be one of"):
+        couple(x, x, "greedy")
+    with pytest.raises(ValueError, match="equal batch sizes"):
+        couple(x, x[:3], "ot")
+    with pytest.raises(ValueError, match="t_max must be > 0"):
+        cfm_loss(lambda t, y: y, x, x, LinearPath(), t_max=-1.0)
+
+
+@pytest.mark.gpu
+def test_matching_on_cuda():
+    x0, x1 = torch.randn(64, 2, device="cuda"), torch.randn(64, 2, device="cuda")
+    _, paired = couple(x0, x1, "ot")
+    assert paired.device.type == "cuda"
+    assert cfm_loss(lambda t, x: x, x0, paired, VPPath(), t_max=0.99).device.type == "cuda"
