@@ -28,9 +28,12 @@ test: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab book/
 
+# The benchmarks compare against reference libraries (the bench extra), installed here only.
 bench: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[bench]"
 	$(PY) benchmarks/core.py
 	$(PY) benchmarks/cnf.py
+	$(PY) benchmarks/matching.py
 
 lock: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^flowtutor' | sed 's/+cpu//'; } > constraints.txt.new

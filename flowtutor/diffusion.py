@@ -12,11 +12,12 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import check_callable, check_points, check_positive
+from ._checks import check_callable, check_int, check_points, check_positive
 from .flow import reverse_time
 from .matching import VPPath
+from .training import fit
 
-__all__ = ["VPSDE", "dsm_loss", "probability_flow_velocity", "reverse_sde_drift"]
+__all__ = ["VPSDE", "dsm_loss", "fit_score", "probability_flow_velocity", "reverse_sde_drift"]
 
 ScoreField = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -62,6 +63,20 @@ def dsm_loss(score: ScoreField, x: torch.Tensor, sde: VPSDE, *, s_min: float = 1
     a, sigma = sde.marginal(s)
     xs = a[:, None] * x + sigma[:, None] * z
     return ((sigma[:, None] * score(s, xs) + z) ** 2).sum(1).mean()
+
+
+def fit_score(score: torch.nn.Module, sample: Callable, sde: VPSDE, n_steps: int, *, batch: int = 256,
+              lr: float = 3e-3, s_min: float = 1e-3, generator: torch.Generator | None = None,
+              progress: bool = True) -> list[float]:
+    """Denoising score matching (:func:`dsm_loss`) on fresh batches ``sample((batch,))``, with Adam and a cosine
+    learning-rate decay (through :func:`flowtutor.training.fit`). Returns the loss history."""
+    check_callable(sample, "sample")
+    check_int(batch, "batch")
+    check_positive(lr, "lr")
+    optimizer = torch.optim.Adam(score.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, check_int(n_steps, "n_steps"))
+    return fit(lambda step: dsm_loss(score, sample((batch,)), sde, s_min=s_min, generator=generator), optimizer,
+               n_steps, scheduler=scheduler, progress=progress)
 
 
 def probability_flow_velocity(score: ScoreField, sde: VPSDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -27,6 +27,7 @@ __all__ = [
     "hellinger_gaussians",
     "chi2_gaussians",
     "tv_gaussians_same_cov",
+    "GaussianPath",
 ]
 
 
@@ -186,3 +187,70 @@ def tv_gaussians_same_cov(m0, m1, s) -> torch.Tensor:
     dm = m1 - m0
     delta = torch.sqrt(dm @ torch.linalg.solve(s, dm))
     return torch.erf(delta / (2 * math.sqrt(2)))
+
+
+class GaussianPath:
+    """An affine path ``x_t = alpha_t x1 + sigma_t x0`` between Gaussian endpoints, in closed form.
+
+    ``x0 ~ N(0, I)``, ``x1 ~ N(m1, S1)`` and ``Cov(x1, x0) = C`` (``cross``; zero for the independent
+    coupling). ``path`` is any object with ``alpha``, ``sigma``, ``d_alpha`` and ``d_sigma`` of a time
+    tensor (the paths of :mod:`flowtutor.matching`). Then ``x_t`` and ``D = dx_t/dt`` are jointly Gaussian and
+
+    ``u_t(x) = E[D | x_t = x] = alpha'_t m1 + Cov(D, x_t) Sigma_t^{-1} (x - alpha_t m1)``  (eq. ``ch4-gauss-u``),
+
+    the marginal velocity of flow matching; ``score`` is ``grad log p_t`` and ``residual`` is
+    ``E|D - u_t(x_t)|^2``, the constant of the consistency lemma (eq. ``ch4-consistency``) at time ``t``.
+    Times are scalar tensors or ``(n,)`` (one per point).
+    """
+
+    def __init__(self, path, m1: torch.Tensor, s1: torch.Tensor, cross: torch.Tensor | None = None):
+        self.d = _check_gaussian(m1, s1, "1")
+        self.path, self.m1, self.s1 = path, m1, s1
+        self.cross = torch.zeros_like(s1) if cross is None else check_square(cross, "cross", d=self.d)
+        self.eye = torch.eye(self.d, dtype=s1.dtype, device=s1.device)
+        residual = s1 - self.cross @ self.cross.T  # Cov(x1 | x0)
+        if bool((torch.linalg.eigvalsh((residual + residual.T) / 2) < -1e-10).any()):
+            raise ValueError("cross is too large: S1 - C C^T must be positive semi-definite")
+        self._noise = sqrtm_psd(residual)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` coupled endpoint pairs ``(x0, x1)``: ``x1 = m1 + C x0 + (S1 - C C^T)^{1/2} xi``."""
+        kw = {"dtype": self.s1.dtype, "device": self.s1.device, "generator": generator}
+        x0, xi = torch.randn(n, self.d, **kw), torch.randn(n, self.d, **kw)
+        return x0, self.m1 + x0 @ self.cross.T + xi @ self._noise.T
+
+    def _coefficients(self, t: torch.Tensor, n: int) -> list[torch.Tensor]:
+        t = torch.as_tensor(t, dtype=self.s1.dtype, device=self.s1.device).reshape(-1).expand(n)
+        return [f(t)[:, None, None] for f in (self.path.alpha, self.path.sigma, self.path.d_alpha, self.path.d_sigma)]
+
+    def _moments(self, t: torch.Tensor, n: int):
+        a, s, da, ds = self._coefficients(t, n)
+        c, ct, S, eye = self.cross, self.cross.T, self.s1, self.eye
+        cov_x = a**2 * S + s**2 * eye + a * s * (c + ct)  # Cov(x_t)
+        cov_dx = da * a * S + ds * s * eye + da * s * c + ds * a * ct  # Cov(D, x_t)
+        cov_d = da**2 * S + ds**2 * eye + da * ds * (c + ct)  # Cov(D)
+        return a[:, :, 0], da[:, :, 0], cov_x, cov_dx, cov_d
+
+    def mean_cov(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``(n, d)`` and covariance ``(n, d, d)`` of ``x_t`` (``n`` = number of times)."""
+        n = torch.as_tensor(t).numel()
+        a, _, cov_x, _, _ = self._moments(t, n)
+        return a * self.m1, cov_x
+
+    def velocity(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The marginal velocity ``u_t(x)`` (eq. ``ch4-gauss-u``)."""
+        a, da, cov_x, cov_dx, _ = self._moments(t, x.shape[0])
+        centred = torch.linalg.solve(cov_x, (x - a * self.m1)[..., None])
+        return da * self.m1 + (cov_dx @ centred)[..., 0]
+
+    def score(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``grad log p_t(x) = -Sigma_t^{-1} (x - alpha_t m1)``."""
+        a, _, cov_x, _, _ = self._moments(t, x.shape[0])
+        return -torch.linalg.solve(cov_x, (x - a * self.m1)[..., None])[..., 0]
+
+    def residual(self, t: torch.Tensor) -> torch.Tensor:
+        """``E|D - u_t(x_t)|^2 = tr(Cov(D) - Cov(D, x_t) Sigma_t^{-1} Cov(x_t, D))`` per time."""
+        n = torch.as_tensor(t).numel()
+        _, _, cov_x, cov_dx, cov_d = self._moments(t, n)
+        explained = cov_dx @ torch.linalg.solve(cov_x, cov_dx.transpose(-1, -2))
+        return torch.diagonal(cov_d - explained, dim1=-2, dim2=-1).sum(-1)

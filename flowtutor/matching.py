@@ -14,10 +14,11 @@ from collections.abc import Callable
 import ot
 import torch
 
-from ._checks import check_callable, check_choice, check_nonnegative, check_points, check_positive, check_same_device
+from ._checks import check_callable, check_choice, check_int, check_nonnegative, check_points, check_positive, check_same_device
 from .flow import ODEFlow
+from .training import fit
 
-__all__ = ["AffinePath", "LinearPath", "CondOTPath", "VPPath", "cfm_loss", "couple", "reflow_pairs", "straightness"]
+__all__ = ["AffinePath", "LinearPath", "CondOTPath", "VPPath", "cfm_loss", "couple", "reflow_pairs", "straightness", "resample_pairs", "fit_matching"]
 
 
 class AffinePath:
@@ -38,8 +39,8 @@ class AffinePath:
     def d_sigma(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x_t, dx_t/dt)`` for endpoints ``(n, d)`` and times ``(n,)`` in [0, 1]."""
+    def check(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> None:
+        """Validate endpoints ``(n, d)`` and times ``(n,)`` in [0, 1] (raises ``ValueError``/``TypeError``)."""
         check_points(x0, "x0")
         check_points(x1, "x1", d=x0.shape[1])
         if x1.shape[0] != x0.shape[0]:
@@ -47,8 +48,15 @@ class AffinePath:
         check_same_device(x0=x0, x1=x1, t=t)
         if t.shape != (x0.shape[0],):
             raise ValueError(f"t must have shape ({x0.shape[0]},), got {tuple(t.shape)}")
-        if bool((t < 0).any()) or bool((t > 1).any()):
+        if not bool(((t >= 0) & (t <= 1)).all()):
             raise ValueError("t must lie in [0, 1]")
+
+    def sample(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_t, dx_t/dt)`` for endpoints ``(n, d)`` and times ``(n,)`` in [0, 1]."""
+        self.check(x0, x1, t)
+        return self._interpolate(x0, x1, t)
+
+    def _interpolate(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, s = self.alpha(t)[:, None], self.sigma(t)[:, None]
         da, ds = self.d_alpha(t)[:, None], self.d_sigma(t)[:, None]
         return a * x1 + s * x0, da * x1 + ds * x0
@@ -134,7 +142,12 @@ def cfm_loss(v: Callable, x0: torch.Tensor, x1: torch.Tensor, path: AffinePath, 
     check_positive(t_max, "t_max")
     if t is None:
         t = torch.rand(x0.shape[0], dtype=x0.dtype, device=x0.device, generator=generator) * t_max
-    xt, dxt = path.sample(x0, x1, t)
+    path.check(x0, x1, t)
+    return _cfm(v, x0, x1, path, t)
+
+
+def _cfm(v: Callable, x0: torch.Tensor, x1: torch.Tensor, path: AffinePath, t: torch.Tensor) -> torch.Tensor:
+    xt, dxt = path._interpolate(x0, x1, t)
     return ((v(t, xt) - dxt) ** 2).sum(1).mean()
 
 
@@ -144,25 +157,34 @@ def couple(x0: torch.Tensor, x1: torch.Tensor, method: str = "ot", *, reg: float
 
     ``"independent"``: as given. ``"ot"``: the exact optimal assignment for the squared distance
     (``ot.emd``; equal batch sizes give a permutation). ``"sinkhorn"``: pairs drawn from the entropic
-    plan (``ot.sinkhorn``, regularisation ``reg`` times the mean cost), one partner per ``x0``.
+    plan (``ot.sinkhorn`` in float64, regularisation ``reg`` times the mean cost), one partner per ``x0``.
     Returns ``(x0, x1_paired)``.
     """
     check_points(x0, "x0")
     check_points(x1, "x1", d=x0.shape[1])
     check_same_device(x0=x0, x1=x1)
     check_choice(method, "method", ("independent", "ot", "sinkhorn"))
+    if method != "independent" and x0.shape[0] != x1.shape[0]:
+        raise ValueError(f"OT couplings need equal batch sizes, got {x0.shape[0]} and {x1.shape[0]}")
+    if method == "sinkhorn":
+        check_positive(reg, "reg")
+    return _couple(x0, x1, method, reg, generator)
+
+
+def _couple(x0: torch.Tensor, x1: torch.Tensor, method: str, reg: float,
+            generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     if method == "independent":
         return x0, x1
-    if x0.shape[0] != x1.shape[0]:
-        raise ValueError(f"OT couplings need equal batch sizes, got {x0.shape[0]} and {x1.shape[0]}")
     n = x0.shape[0]
     w = torch.full((n,), 1.0 / n, dtype=x0.dtype, device=x0.device)
     cost = ot.dist(x0.detach(), x1.detach())
     if method == "ot":
         plan = ot.emd(w, w, cost, numItermax=10_000_000)
         return x0, x1[plan.argmax(dim=1)]
-    check_positive(reg, "reg")
-    plan = ot.sinkhorn(w, w, cost / cost.mean(), reg, numItermax=10_000)
+    # In float64: the kernel exp(-cost / (reg * mean cost)) underflows in float32 for far-apart pairs. The plan only
+    # picks indices, so the outputs keep their dtype. stopThr is the L1 error of the marginals.
+    cost64 = cost.double()
+    plan = ot.sinkhorn(w.double(), w.double(), cost64 / cost64.mean(), reg, numItermax=10_000, stopThr=1e-7)
     rows = plan / plan.sum(dim=1, keepdim=True)
     return x0, x1[torch.multinomial(rows, 1, generator=generator).squeeze(1)]
 
@@ -183,3 +205,46 @@ def straightness(trajectory: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     chord = (trajectory[-1] - trajectory[0]) / (times[-1] - times[0])
     return (((speed - chord) ** 2).sum(-1) * dt[..., 0]).sum(0).mean() / (times[-1] - times[0])
 
+
+
+def resample_pairs(x0: torch.Tensor, x1: torch.Tensor, generator: torch.Generator | None = None) -> Callable:
+    """A sampler of fixed pairs: ``sample((batch,))`` draws ``batch`` rows of ``(x0, x1)`` with replacement
+    (the reflow data set of :func:`reflow_pairs`, for :func:`fit_matching`)."""
+    check_points(x0, "x0")
+    check_points(x1, "x1", d=x0.shape[1])
+    if x0.shape[0] != x1.shape[0]:
+        raise ValueError(f"x0 and x1 must hold the same number of pairs, got {x0.shape[0]} and {x1.shape[0]}")
+
+    def sample(shape: tuple[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(x0.shape[0], tuple(shape), generator=generator).to(x0.device)
+        return x0[idx], x1[idx]
+
+    return sample
+
+
+def fit_matching(v: torch.nn.Module, sample_pairs: Callable, n_steps: int, *, path: AffinePath | None = None,
+                 coupling: str = "independent", batch: int = 256, lr: float = 3e-3, t_max: float = 1.0,
+                 generator: torch.Generator | None = None, progress: bool = True) -> list[float]:
+    """Flow matching: minimise :func:`cfm_loss` over fresh batches ``(x0, x1) = sample_pairs((batch,))`` re-paired
+    by :func:`couple`, with Adam and a cosine learning-rate decay (through :func:`flowtutor.training.fit`: NaN
+    guard, progress). ``path`` defaults to :class:`LinearPath`. Returns the loss history.
+
+    ``sample_pairs`` returns two batches, e.g. ``lambda n: (base.sample(n), target.sample(n))``, or the fixed
+    pairs of :func:`resample_pairs` (reflow, with ``coupling="independent"`` so that they stay paired).
+    """
+    check_callable(sample_pairs, "sample_pairs")
+    check_int(batch, "batch")
+    check_positive(lr, "lr")
+    check_choice(coupling, "coupling", ("independent", "ot", "sinkhorn"))
+    path = LinearPath() if path is None else path
+    optimizer = torch.optim.Adam(v.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, check_int(n_steps, "n_steps"))
+
+    def loss(step: int) -> torch.Tensor:
+        x0, x1 = sample_pairs((batch,))
+        t = torch.rand(x0.shape[0], dtype=x0.dtype, device=x0.device, generator=generator) * t_max
+        if step == 0:  # validate the first batch; later ones skip the checks (each costs a GPU sync), and a
+            path.check(*couple(x0, x1, coupling), t)  # non-finite batch still stops training via fit's NaN guard
+        return _cfm(v, *_couple(x0, x1, coupling, 0.05, generator), path, t)
+
+    return fit(loss, optimizer, n_steps, scheduler=scheduler, progress=progress)

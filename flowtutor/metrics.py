@@ -153,7 +153,8 @@ def w2(x: torch.Tensor, y: torch.Tensor, *, method: str = "exact", reg: float = 
 
     ``method="exact"``: ``sqrt(ot.emd2)`` (network simplex; cost O(n^3), use n <= ~5000).
     ``method="sinkhorn"``: ``sqrt`` of the entropic transport cost ``ot.sinkhorn2`` with
-    regularisation ``reg`` times the mean squared cost (biased upwards by the regularisation).
+    regularisation ``reg`` times the mean squared cost (biased upwards by the regularisation), computed in
+    float64 because the Gibbs kernel underflows in float32.
     The result is a 0-dim tensor on the inputs' device (POT's exact solver runs on the CPU in float64).
     """
     check_points(x, "x")
@@ -167,7 +168,8 @@ def w2(x: torch.Tensor, y: torch.Tensor, *, method: str = "exact", reg: float = 
         value = ot.emd2(a, b, cost, numItermax=num_iter_max)
     else:
         check_positive(reg, "reg")
-        value = ot.sinkhorn2(a, b, cost / cost.mean(), reg, numItermax=10_000) * cost.mean()
+        cost64 = cost.double()  # float64: the Gibbs kernel underflows in float32 for distant pairs
+        value = ot.sinkhorn2(a.double(), b.double(), cost64 / cost64.mean(), reg, numItermax=10_000, stopThr=1e-7) * cost64.mean()
     return torch.as_tensor(value, dtype=x.dtype, device=x.device).clamp_min(0).sqrt()
 
 

@@ -60,7 +60,8 @@ def fit(
         loss.backward()
         if clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        if any(p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in params):
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one device sync
             raise FloatingPointError(f"a gradient became NaN or infinite at step {step}; hint: lower the "
                                      "learning rate or set clip_grad=")
         optimizer.step()

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from flowtutor import ODEFlow
-from flowtutor.diffusion import VPSDE, dsm_loss, probability_flow_velocity, reverse_sde_drift
+from flowtutor.diffusion import VPSDE, dsm_loss, fit_score, probability_flow_velocity, reverse_sde_drift
+from flowtutor.nets import VelocityMLP
 from flowtutor.sde import euler_maruyama
 
 D = dict(dtype=torch.float64)
@@ -59,7 +60,22 @@ def test_generation_reaches_the_data(gen, kind):
     assert abs(x.std(0).mean().item() - std) < (0.01 if kind == "ode" else 0.03)
 
 
+def test_fit_score_approaches_the_true_score(gen):
+    torch.manual_seed(0)
+    sde, net = VPSDE(), VelocityMLP(2, hidden=32, n_layers=2).double()
+    history = fit_score(net, lambda shape: M + S0 * torch.randn(*shape, 2, generator=gen, **D), sde, 300, generator=gen,
+                        progress=False)
+    s = torch.full((500,), 0.5, **D)
+    a, sig = sde.marginal(s[:1])
+    x = a * M + torch.sqrt(a**2 * S0**2 + sig**2) * torch.randn(500, 2, generator=gen, **D)
+    with torch.no_grad():
+        err = (net(s, x) - true_score(sde)(s, x)).norm(dim=1).mean() / true_score(sde)(s, x).norm(dim=1).mean()
+    assert sum(history[-30:]) < sum(history[:30]) and err.item() < 0.3
+
+
 def test_bad_input():
+    with pytest.raises(TypeError, match="sample must be callable"):
+        fit_score(VelocityMLP(2), None, VPSDE(), 10)
     with pytest.raises(ValueError, match="beta_max must be >= beta_min"):
         VPSDE(1.0, 0.5)
     with pytest.raises(ValueError, match="s_min must be > 0"):

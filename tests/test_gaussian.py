@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from flowtutor import gaussian as G
+from flowtutor.matching import CondOTPath, LinearPath, VPPath
 
 D = dict(dtype=torch.float64)
 
@@ -94,3 +95,56 @@ def test_displacement_velocity_moves_points_to_brenier_image(gen):
     x = torch.distributions.MultivariateNormal(m0, s0).sample((50,))
     y = ODEFlow(G.displacement_velocity_gaussians(m0, s0, m1, s1), rtol=1e-10, atol=1e-10).push(x)
     assert torch.allclose(y, t(x), atol=1e-6)
+
+
+def _brute_force_u(path, m, S, C, t, x):
+    """E[D | x_t = x] from the joint covariance of (x0, x1), one point at a time."""
+    d = m.shape[0]
+    joint = torch.cat([torch.cat([torch.eye(d, **D), C.T], 1), torch.cat([C, S], 1)])  # Cov of (x0, x1)
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        ti = t[i : i + 1]
+        P = torch.cat([path.sigma(ti) * torch.eye(d, **D), path.alpha(ti) * torch.eye(d, **D)], 1)  # x_t = P (x0, x1)
+        Q = torch.cat([path.d_sigma(ti) * torch.eye(d, **D), path.d_alpha(ti) * torch.eye(d, **D)], 1)  # D = Q (x0, x1)
+        mean = torch.cat([torch.zeros(d, **D), m])
+        out[i] = Q @ mean + Q @ joint @ P.T @ torch.linalg.solve(P @ joint @ P.T, x[i] - P @ mean)
+    return out
+
+
+@pytest.mark.parametrize("path", [LinearPath(), CondOTPath(0.05), VPPath()], ids=lambda p: type(p).__name__)
+def test_gaussian_path_against_brute_force(path, gen):
+    m, L = torch.tensor([1.0, -2.0], **D), torch.tensor([[0.8, 0.0], [0.2, 0.5]], **D)
+    S, C = L @ L.T, 0.5 * L
+    gp = G.GaussianPath(path, m, S, C)
+    x, t = torch.randn(6, 2, generator=gen, **D), torch.rand(6, generator=gen, **D) * 0.98 + 0.01
+    assert torch.allclose(gp.velocity(t, x), _brute_force_u(path, m, S, C, t, x), atol=1e-10)
+    x0, x1 = gp.sample(200_000, generator=gen)  # the coupled sampler has Cov(x1, x0) = C
+    cross = ((x1 - x1.mean(0)).T @ x0) / x0.shape[0]
+    assert torch.allclose(cross, C, atol=0.01)
+    s = torch.full((x0.shape[0],), 0.4, **D)  # residual = E|D - u_t(x_t)|^2 at one time
+    xt, dxt = path.sample(x0, x1, s)
+    mc = ((dxt - gp.velocity(s, xt)) ** 2).sum(1)
+    assert abs(mc.mean() - gp.residual(torch.tensor(0.4, **D))).item() < 5 * mc.std().item() / math.sqrt(mc.numel())
+    score_fd = torch.autograd.functional.jacobian(  # score = grad log N(mean_t, Sigma_t)
+        lambda y: torch.distributions.MultivariateNormal(*[a[0] for a in gp.mean_cov(t[:1])]).log_prob(y), x[0])
+    assert torch.allclose(gp.score(t[:1], x[:1])[0], score_fd, atol=1e-10)
+
+
+def test_gaussian_path_with_the_brenier_coupling_is_mccann(gen):
+    m, S = torch.tensor([1.0, 0.5], **D), torch.tensor([[2.0, 0.3], [0.3, 0.5]], **D)
+    zero, eye = torch.zeros(2, **D), torch.eye(2, **D)
+    _, A = G.brenier_map_gaussians(zero, eye, m, S)
+    gp = G.GaussianPath(LinearPath(), m, S, A)
+    v = G.displacement_velocity_gaussians(zero, eye, m, S)
+    x = torch.randn(10, 2, generator=gen, **D)
+    for s in (0.0, 0.5, 0.9):
+        assert torch.allclose(gp.velocity(torch.tensor(s, **D), x), v(torch.tensor(s, **D), x), atol=1e-10)
+        assert gp.residual(torch.tensor(s, **D)).abs().item() < 1e-10
+
+
+def test_gaussian_path_bad_input():
+    S = torch.eye(2, **D)
+    with pytest.raises(ValueError, match="cross is too large"):
+        G.GaussianPath(LinearPath(), torch.zeros(2, **D), S, 2 * S)
+    with pytest.raises(ValueError, match="cross"):
+        G.GaussianPath(LinearPath(), torch.zeros(2, **D), S, torch.eye(3, **D))

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from flowtutor import ODEFlow
-from flowtutor.matching import CondOTPath, LinearPath, VPPath, cfm_loss, couple, reflow_pairs, straightness
+import warnings
+
+from flowtutor import gaussian as G
+from flowtutor.matching import (CondOTPath, LinearPath, VPPath, cfm_loss, couple, fit_matching, reflow_pairs,
+                                resample_pairs, straightness)
+from flowtutor.nets import VelocityMLP
 
 D = dict(dtype=torch.float64)
 PATHS = [LinearPath(), CondOTPath(0.01), VPPath()]
@@ -95,6 +100,32 @@ def test_reflow_and_straightness(gen):
     assert straightness(curved, times).item() > 0.1
 
 
+def test_sinkhorn_converges_in_float32_without_warnings(gen):
+    x0, x1 = torch.randn(256, 2, generator=gen), 4 * torch.randn(256, 2, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # POT warns when Sinkhorn stops before its threshold
+        _, paired = couple(x0, x1, "sinkhorn", generator=gen)
+    independent = ((x0 - x1) ** 2).sum(1).mean()
+    assert ((x0 - paired) ** 2).sum(1).mean() < 0.8 * independent
+
+
+def test_fit_matching_learns_the_marginal_velocity(gen):
+    """A short run on Gaussian -> Gaussian approaches the closed-form u of eq. ch4-gauss-u."""
+    torch.manual_seed(0)
+    m = torch.tensor([2.0, 0.0], **D)
+    v = VelocityMLP(2, hidden=32, n_layers=2).double()
+    sample = lambda shape: (torch.randn(*shape, 2, generator=gen, **D), m + 0.5 * torch.randn(*shape, 2, generator=gen, **D))  # noqa: E731
+    history = fit_matching(v, sample, 400, coupling="ot", generator=gen, progress=False)
+    assert sum(history[-40:]) < 0.5 * sum(history[:40])
+    pairs = resample_pairs(*sample((50,)), generator=gen)
+    x0, x1 = pairs((8,))
+    assert x0.shape == x1.shape == (8, 2)
+    z = torch.randn(2000, 2, generator=gen, **D)
+    with torch.no_grad():
+        x = ODEFlow(v, method="rk4", n_steps=20).push(z)
+    assert (x.mean(0) - m).norm() < 0.2 and abs(x.std(0).mean().item() - 0.5) < 0.15
+
+
 def test_bad_input(gen):
     x = torch.randn(4, 2, **D)
     with pytest.raises(ValueError, match="t must lie in"):
@@ -111,6 +142,12 @@ def test_bad_input(gen):
         couple(x, x[:3], "ot")
     with pytest.raises(ValueError, match="t_max must be > 0"):
         cfm_loss(lambda t, y: y, x, x, LinearPath(), t_max=-1.0)
+    with pytest.raises(ValueError, match="coupling must be one of"):
+        fit_matching(VelocityMLP(2), lambda n: (x, x), 10, coupling="greedy")
+    with pytest.raises(TypeError, match="sample_pairs must be callable"):
+        fit_matching(VelocityMLP(2), None, 10)
+    with pytest.raises(ValueError, match="same number of pairs"):
+        resample_pairs(x, x[:3])
 
 
 @pytest.mark.gpu
@@ -119,3 +156,11 @@ def test_matching_on_cuda():
     _, paired = couple(x0, x1, "ot")
     assert paired.device.type == "cuda"
     assert cfm_loss(lambda t, x: x, x0, paired, VPPath(), t_max=0.99).device.type == "cuda"
+    v = VelocityMLP(2).cuda()
+    history = fit_matching(v, lambda n: (torch.randn(*n, 2, device="cuda"), 3 + torch.randn(*n, 2, device="cuda")), 20,
+                           coupling="sinkhorn", progress=False)
+    assert len(history) == 20 and next(v.parameters()).device.type == "cuda"
+    _, x1 = reflow_pairs(v, x0)
+    assert x1.device.type == "cuda"
+    gp = G.GaussianPath(LinearPath(), torch.zeros(2, device="cuda"), torch.eye(2, device="cuda"))
+    assert gp.velocity(torch.tensor(0.5, device="cuda"), x0).device.type == "cuda"
