@@ -244,7 +244,10 @@ def fit_matching(v: torch.nn.Module, sample_pairs: Callable, n_steps: int, *, pa
         x0, x1 = sample_pairs((batch,))
         t = torch.rand(x0.shape[0], dtype=x0.dtype, device=x0.device, generator=generator) * t_max
         if step == 0:  # validate the first batch; later ones skip the checks (each costs a GPU sync), and a
-            path.check(*couple(x0, x1, coupling), t)  # non-finite batch still stops training via fit's NaN guard
-        return _cfm(v, *_couple(x0, x1, coupling, 0.05, generator), path, t)
+            x0, x1 = couple(x0, x1, coupling, generator=generator)  # non-finite batch still stops training
+            path.check(x0, x1, t)  # through fit's NaN guard
+        else:
+            x0, x1 = _couple(x0, x1, coupling, 0.05, generator)
+        return _cfm(v, x0, x1, path, t)
 
     return fit(loss, optimizer, n_steps, scheduler=scheduler, progress=progress)
