@@ -13,7 +13,15 @@ from torch import nn
 
 from collections.abc import Callable
 
-from ._checks import check_callable, check_int, check_nonnegative, check_points, check_positive
+from ._checks import (
+    check_callable,
+    check_generator,
+    check_int,
+    check_nonnegative,
+    check_points,
+    check_positive,
+    check_solver,
+)
 from .flow import ODEFlow
 from .nets import VelocityMLP
 from .training import fit
@@ -57,11 +65,14 @@ class CNF(nn.Module):
     def log_prob(self, x: torch.Tensor, *, solver: dict | None = None, **divergence_options) -> torch.Tensor:
         """``log p_theta(x)`` by the instantaneous change of variables (eq. ``ch1-icov``)."""
         check_points(x, "x", d=self.d)
+        check_solver(solver)
         return self.flow(**(solver or EVAL_SOLVER)).log_prob(x, self.base, **divergence_options)
 
     def sample(self, n: int, *, solver: dict | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples: base samples pushed from ``t = 0`` to ``t = 1``."""
         check_int(n, "n")
+        check_solver(solver)
+        check_generator(generator)
         p = next(self.parameters())
         z = torch.randn(n, self.d, dtype=p.dtype, device=p.device, generator=generator) * self.scale
         return self.flow(**(solver or EVAL_SOLVER)).push(z)
@@ -75,6 +86,7 @@ class CNF(nn.Module):
         check_points(x, "x", d=self.d)
         lam_k = check_nonnegative(kinetic, "kinetic")
         lam_f = check_nonnegative(frobenius, "frobenius")
+        check_solver(solver)
         flow = self.flow(**(solver or TRAIN_SOLVER))
         if lam_k == 0 and lam_f == 0:
             nll = -flow.log_prob(x, self.base, **divergence_options).mean()
@@ -92,6 +104,8 @@ def fit_cnf(model: CNF, sample: Callable[[tuple[int]], torch.Tensor], n_steps: i
     ``loss_options`` go to :meth:`CNF.loss` (regularisation weights, solver, divergence options).
     Returns the history of the training loss (through :func:`flowtutor.training.fit`: NaN guard, progress).
     """
+    if not isinstance(model, CNF):
+        raise TypeError(f"model must be a CNF, got {type(model).__name__}")
     check_callable(sample, "sample")
     check_int(batch, "batch")
     check_positive(lr, "lr")

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ._checks import check_points, check_same_device, check_tensor
+from ._checks import check_callable, check_points, check_real, check_same_device, check_tensor
 
 __all__ = ["ReLUNeuron"]
 
@@ -29,17 +29,20 @@ class ReLUNeuron:
         if w.shape != a.shape:
             raise ValueError(f"w and a must have the same shape, got {tuple(w.shape)} and {tuple(a.shape)}")
         check_same_device(w=w, a=a)
-        self.w, self.a, self.b = w, a, float(b)
+        self.w, self.a, self.b = w, a, check_real(b, "b")
         self.c = float(w @ a)
         if abs(self.c) < 1e-12:
             raise ValueError("<w, a> must be non-zero (for <w, a> = 0 the flow is a shear; not covered here)")
 
     def activation(self, x: torch.Tensor) -> torch.Tensor:
         """``s(x) = <a, x> + b`` for points ``(n, d)``."""
+        return self._s(check_points(x, "x", d=self.a.shape[0]))
+
+    def _s(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.a + self.b
 
     def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(x).clamp_min(0)[:, None] * self.w
+        return self._s(x).clamp_min(0)[:, None] * self.w
 
     def divergence(self, x: torch.Tensor) -> torch.Tensor:
         """``div v = <w, a> 1[s > 0]`` (almost everywhere)."""
@@ -47,17 +50,18 @@ class ReLUNeuron:
 
     def flow_map(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """Where the characteristic from ``x`` is at time ``t``: ``x + w s (e^{t c} - 1) / c`` if ``s > 0``."""
-        check_points(x, "x", d=self.a.shape[0])
+        t = check_real(t, "t")
         s = self.activation(x).clamp_min(0)
         return x + (s * math.expm1(t * self.c) / self.c)[:, None] * self.w
 
     def inverse_map(self, x: torch.Tensor, t: float) -> torch.Tensor:
         """``A_t x`` on ``{s > 0}`` and ``x`` elsewhere: where the point ``x`` at time ``t`` started."""
-        check_points(x, "x", d=self.a.shape[0])
+        t = check_real(t, "t")
         s = self.activation(x).clamp_min(0)
         return x + (s * math.expm1(-t * self.c) / self.c)[:, None] * self.w
 
     def log_density(self, base_log_prob, x: torch.Tensor, t: float) -> torch.Tensor:
         """``log rho_t(x)`` for initial density ``rho_B`` given by ``base_log_prob`` (closed form above)."""
+        check_callable(base_log_prob, "base_log_prob")
         inside = (self.activation(x) > 0).to(x.dtype)
         return base_log_prob(self.inverse_map(x, t)) - t * self.c * inside

@@ -11,11 +11,22 @@ same-named one in FFJORD (Grathwohl et al. 2019) or torchcfm, so reported number
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import torch
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, MultivariateNormal, constraints
 
-from ._checks import check_int, check_nonnegative, check_positive, check_tensor
+from ._checks import (
+    check_device,
+    check_dtype,
+    check_generator,
+    check_int,
+    check_interval,
+    check_nonnegative,
+    check_positive,
+    check_same_device,
+    check_tensor,
+)
 
 __all__ = [
     "GaussianMixture",
@@ -30,7 +41,12 @@ __all__ = [
 
 
 def _n(sample_shape) -> int:
+    if isinstance(sample_shape, int) or not isinstance(sample_shape, (tuple, list, torch.Size)) or not all(
+            isinstance(k, Integral) and not isinstance(k, bool) for k in sample_shape):
+        raise TypeError(f"sample_shape must be () or (n,) with n an int, got {sample_shape!r}")
     shape = torch.Size(sample_shape)
+    if any(k < 0 for k in shape):
+        raise ValueError(f"sample_shape must hold sizes >= 0, got {tuple(shape)}")
     if len(shape) > 1:
         raise ValueError(f"sample_shape must be () or (n,), got {tuple(shape)}")
     return int(shape.numel()) if len(shape) else 1
@@ -38,6 +54,21 @@ def _n(sample_shape) -> int:
 
 def _shape_out(sample_shape, x: torch.Tensor) -> torch.Tensor:
     return x[0] if len(torch.Size(sample_shape)) == 0 else x
+
+
+def _check_x(x: torch.Tensor, d: int) -> torch.Tensor:
+    """Points at which to evaluate a density: a floating tensor ``(..., d)`` without NaN (``+-inf`` is allowed)."""
+    check_tensor(x, "x", finite="no-nan")
+    if x.ndim == 0 or x.shape[-1] != d:
+        raise ValueError(f"x must have last dimension {d}, got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_kind(dtype, device, generator) -> torch.device:
+    check_dtype(dtype)
+    device = check_device(device)
+    check_generator(generator, device=device)
+    return device
 
 
 class GaussianMixture(MixtureSameFamily):
@@ -59,9 +90,14 @@ class GaussianMixture(MixtureSameFamily):
         check_tensor(weights, "weights", ndim=1)
         if weights.shape[0] != k or bool((weights < 0).any()) or float(weights.sum()) <= 0:
             raise ValueError(f"weights must be {k} non-negative numbers with a positive sum")
-        if means.device != covariances.device or means.device != weights.device:
-            raise ValueError("means, covariances and weights must be on the same device")
-        self.generator = generator
+        check_same_device(means=means, covariances=covariances, weights=weights)
+        asym = (covariances - covariances.transpose(-1, -2)).abs().amax()
+        if float(asym) > 1000 * torch.finfo(covariances.dtype).eps * float(covariances.abs().amax()):
+            raise ValueError(f"covariances must be symmetric, got max asymmetry {float(asym):.3g}")
+        smallest = float(torch.linalg.eigvalsh(covariances).amin())
+        if smallest <= 0:
+            raise ValueError(f"covariances must be positive definite, got smallest eigenvalue {smallest:.3g}")
+        self.generator = check_generator(generator, device=means.device)
         super().__init__(Categorical(probs=weights / weights.sum()),
                          MultivariateNormal(means, covariance_matrix=covariances),
                          validate_args=validate_args)
@@ -74,6 +110,10 @@ class GaussianMixture(MixtureSameFamily):
                         generator=self.generator)
         x = comp.loc[idx] + (comp.scale_tril[idx] @ z.unsqueeze(-1)).squeeze(-1)
         return _shape_out(sample_shape, x)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact ``log sum_k w_k N(x; mu_k, Sigma_k)`` for ``x`` of shape ``(..., d)``."""
+        return super().log_prob(_check_x(x, self.event_shape[0]))
 
 
 def _isotropic(means: torch.Tensor, std: float | torch.Tensor, weights=None, generator=None) -> GaussianMixture:
@@ -93,6 +133,7 @@ def eight_gaussians(radius: float = 4.0, std: float = 0.5, *, dtype=torch.float3
     """
     check_positive(radius, "radius")
     check_positive(std, "std")
+    device = _check_kind(dtype, device, generator)
     angles = torch.arange(8, dtype=dtype, device=device) * (2 * math.pi / 8)
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return _isotropic(means, std, generator=generator)
@@ -105,9 +146,8 @@ def small_mode_mixture(small_weight: float = 0.05, *, dtype=torch.float32, devic
     The small mode carries ``small_weight`` of the mass: a target on which methods that drop
     rare modes show it.
     """
-    check_positive(small_weight, "small_weight")
-    if small_weight >= 1:
-        raise ValueError(f"small_weight must be < 1, got {small_weight}")
+    check_interval(small_weight, "small_weight", 0.0, 1.0, open_low=True, open_high=True)
+    device = _check_kind(dtype, device, generator)
     means = torch.tensor([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]], dtype=dtype, device=device)
     big = (1 - small_weight) / 2
     weights = torch.tensor([big, big, small_weight], dtype=dtype, device=device)
@@ -121,7 +161,8 @@ class _Planar(Distribution):
     support = constraints.real_vector
 
     def __init__(self, *, dtype=torch.float32, device="cpu", generator: torch.Generator | None = None):
-        self.dtype, self.device, self.generator = dtype, torch.device(device), generator
+        self.device = _check_kind(dtype, device, generator)
+        self.dtype, self.generator = dtype, generator
         super().__init__(event_shape=torch.Size([2]), validate_args=False)
 
     def _randn(self, *shape: int) -> torch.Tensor:
@@ -131,10 +172,7 @@ class _Planar(Distribution):
         return torch.rand(*shape, dtype=self.dtype, device=self.device, generator=self.generator)
 
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x", finite=False)
-        if x.shape[-1] != 2:
-            raise ValueError(f"x must have last dimension 2, got shape {tuple(x.shape)}")
-        return x
+        return _check_x(x, 2)
 
 
 class Rings(_Planar):
@@ -148,16 +186,21 @@ class Rings(_Planar):
 
     def __init__(self, radii=(1.0, 2.0, 3.0, 4.0), noise: float = 0.08, weights=None, **kw):
         super().__init__(**kw)
-        self.radii = torch.as_tensor(radii, dtype=self.dtype, device=self.device)
-        check_tensor(self.radii, "radii", ndim=1)
-        if bool((self.radii <= 0).any()):
-            raise ValueError("radii must be > 0")
+        self.radii = self._vector(radii, "radii")
+        if self.radii.numel() == 0 or bool((self.radii <= 0).any()):
+            raise ValueError(f"radii must be one or more numbers > 0, got {self.radii.tolist()}")
         self.noise = check_positive(noise, "noise")
-        w = torch.ones_like(self.radii) if weights is None else torch.as_tensor(weights, dtype=self.dtype,
-                                                                                device=self.device)
-        if w.shape != self.radii.shape or bool((w < 0).any()):
-            raise ValueError("weights must be non-negative, one per radius")
+        w = torch.ones_like(self.radii) if weights is None else self._vector(weights, "weights")
+        if w.shape != self.radii.shape or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise ValueError(f"weights must be non-negative with a positive sum, one per radius, got {w.tolist()}")
         self.weights = w / w.sum()
+
+    def _vector(self, values, name: str) -> torch.Tensor:
+        try:
+            v = torch.as_tensor(values, dtype=self.dtype, device=self.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}") from err
+        return check_tensor(v, name, ndim=1)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         n = _n(sample_shape)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import check_callable, check_int, check_points, check_positive
+from ._checks import check_callable, check_generator, check_int, check_interval, check_points, check_positive
 from .flow import reverse_time
 from .matching import VPPath
 from .training import fit
@@ -43,6 +43,12 @@ class VPSDE:
         return -0.5 * _col(self.beta(s), x) * x
 
 
+def _check_sde(sde: object) -> VPSDE:
+    if not isinstance(sde, VPSDE):
+        raise TypeError(f"sde must be a VPSDE, got {type(sde).__name__}")
+    return sde
+
+
 def _col(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
     return value.reshape(-1, 1) if value.ndim else value
@@ -57,7 +63,9 @@ def dsm_loss(score: ScoreField, x: torch.Tensor, sde: VPSDE, *, s_min: float = 1
     """
     check_callable(score, "score")
     check_points(x, "x")
-    check_positive(s_min, "s_min")
+    _check_sde(sde)
+    check_interval(s_min, "s_min", 0.0, 1.0, open_low=True, open_high=True)
+    check_generator(generator, device=x.device)
     s = s_min + (1 - s_min) * torch.rand(x.shape[0], dtype=x.dtype, device=x.device, generator=generator)
     z = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     a, sigma = sde.marginal(s)
@@ -70,9 +78,13 @@ def fit_score(score: torch.nn.Module, sample: Callable, sde: VPSDE, n_steps: int
               progress: bool = True) -> list[float]:
     """Denoising score matching (:func:`dsm_loss`) on fresh batches ``sample((batch,))``, with Adam and a cosine
     learning-rate decay (through :func:`flowtutor.training.fit`). Returns the loss history."""
+    if not isinstance(score, torch.nn.Module):
+        raise TypeError(f"score must be a torch.nn.Module (its parameters are trained), got {type(score).__name__}")
     check_callable(sample, "sample")
+    _check_sde(sde)
     check_int(batch, "batch")
     check_positive(lr, "lr")
+    check_interval(s_min, "s_min", 0.0, 1.0, open_low=True, open_high=True)
     optimizer = torch.optim.Adam(score.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, check_int(n_steps, "n_steps"))
     return fit(lambda step: dsm_loss(score, sample((batch,)), sde, s_min=s_min, generator=generator), optimizer,
@@ -84,6 +96,7 @@ def probability_flow_velocity(score: ScoreField, sde: VPSDE) -> Callable[[torch.
     ``u(s, x) = f(s, x) - 1/2 beta(s) score(s, x) = -1/2 beta(s) (x + score(s, x))`` — chapter 1's
     ``v = -grad V - grad log rho`` with ``V = |x|^2/2``, scaled by ``beta/2``; returned as ``reverse_time(u)``."""
     check_callable(score, "score")
+    _check_sde(sde)
 
     def u(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return -0.5 * _col(sde.beta(s), x) * (x + score(s, x))
@@ -95,6 +108,7 @@ def reverse_sde_drift(score: ScoreField, sde: VPSDE) -> Callable[[torch.Tensor, 
     """Drift of the reverse-time SDE in the book's time (Anderson 1982): with ``s = 1 - t``,
     ``dX = 1/2 beta(s) (X + 2 score(s, X)) dt + sqrt(beta(s)) dW``."""
     check_callable(score, "score")
+    _check_sde(sde)
 
     def drift(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         s = 1 - t

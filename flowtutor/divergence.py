@@ -9,16 +9,31 @@ For ``f: R^d -> R^d`` evaluated at a batch ``x`` of shape ``(n, d)``,
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 
-from ._checks import check_choice, check_points, check_same_device
+from ._checks import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_dtype,
+    check_generator,
+    check_points,
+    check_same_device,
+    check_tensor,
+)
 
 __all__ = ["divergence_exact", "divergence_hutchinson", "sample_probes"]
 
 
-def _check_pair(fx: torch.Tensor, x: torch.Tensor) -> None:
+def _check_pair(fx: torch.Tensor, x: torch.Tensor, create_graph: bool, frobenius: bool) -> None:
+    """Shapes, types and devices only: these run at every evaluation inside ODE solves, where a value check
+    would cost a device sync (``ODEFlow`` reports non-finite values after the solve)."""
     check_points(x, "x", finite=False)
-    check_points(fx, "fx", d=x.shape[1], finite=False)
+    check_points(fx, "fx", finite=False)
+    check_bool(create_graph, "create_graph")
+    check_bool(frobenius, "frobenius")
     if fx.shape != x.shape:
         raise ValueError(f"fx must have the shape of x {tuple(x.shape)}, got {tuple(fx.shape)}")
     check_same_device(x=x, fx=fx)
@@ -34,7 +49,7 @@ def divergence_exact(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = 
     ``fx`` depends only on row k of ``x``. Use ``create_graph=True`` to differentiate the result.
     With ``frobenius=True`` also returns ``||d fx / d x||_F^2`` per row (from the same passes).
     """
-    _check_pair(fx, x)
+    _check_pair(fx, x, create_graph, frobenius)
     div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     frob = torch.zeros_like(div)
     for i in range(x.shape[1]):
@@ -57,7 +72,13 @@ def sample_probes(
 
     The generator, if given, must live on ``device`` (torch's rule for random draws).
     """
+    if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+            isinstance(k, Integral) and not isinstance(k, bool) and k >= 0 for k in shape):
+        raise TypeError(f"shape must be a tuple of sizes >= 0, got {shape!r}")
     check_choice(kind, "kind", ("rademacher", "gaussian"))
+    check_dtype(dtype)
+    device = check_device(device)
+    check_generator(generator, device=device)
     if kind == "gaussian":
         return torch.randn(shape, dtype=dtype, device=device, generator=generator)
     bits = torch.randint(0, 2, shape, device=device, generator=generator)
@@ -80,7 +101,8 @@ def divergence_hutchinson(
     probes: ``2 ||A_s||_F^2 / k``). With ``frobenius=True`` also returns the unbiased estimate
     ``|eps^T J|^2`` of ``||J||_F^2`` from the same vector-Jacobian products.
     """
-    _check_pair(fx, x)
+    _check_pair(fx, x, create_graph, frobenius)
+    check_tensor(probes, "probes", finite=False)
     if probes.ndim == 2:
         probes = probes.unsqueeze(0)
     if probes.ndim != 3 or probes.shape[1:] != x.shape:

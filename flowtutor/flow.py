@@ -16,11 +16,15 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from ._checks import (
+    check_bool,
     check_callable,
     check_choice,
+    check_distribution,
+    check_generator,
     check_int,
     check_points,
     check_positive,
+    check_real,
     check_tensor,
 )
 from .divergence import divergence_exact, divergence_hutchinson, sample_probes
@@ -48,13 +52,22 @@ def reverse_time(u: VelocityField) -> VelocityField:
     return v
 
 
+def _field_name(v: object) -> str:
+    return getattr(v, "__qualname__", None) or type(v).__name__
+
+
 class _Counted(nn.Module):
-    """Wraps ``v`` as a module (so the adjoint finds its parameters) and counts evaluations."""
+    """Wraps ``v`` as a module (so the adjoint finds its parameters) and counts evaluations.
+
+    With ``strict`` set, raises at the first evaluation whose value is not finite, naming the time
+    (used only to locate the failure after a solve went wrong, see ``ODEFlow._solve``).
+    """
 
     def __init__(self, v: VelocityField):
         super().__init__()
         self.v = v
         self.nfe = 0
+        self.strict = False
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
@@ -62,6 +75,10 @@ class _Counted(nn.Module):
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"v(t, x) must return a tensor of the shape of x {tuple(x.shape)}, got {got}")
+        if self.strict and not bool(torch.isfinite(out).all()):
+            where = "the state x was already non-finite" if not bool(torch.isfinite(x).all()) else "x was finite"
+            raise ValueError(f"the velocity field v ({_field_name(self.v)}) returned NaN or infinite values at "
+                             f"t = {float(t):.6g} ({where}); the flow is undefined from there")
         return out
 
 
@@ -89,6 +106,9 @@ class _LogDensityDynamics(nn.Module):
             else:
                 out = divergence_hutchinson(vx, x, self.probes, **opts)
             div, frob = out if self.regularize else (out, None)
+        if self.field.strict and not bool(torch.isfinite(div).all()):
+            raise ValueError(f"the divergence of the velocity field v ({_field_name(self.field.v)}) is NaN or "
+                             f"infinite at t = {float(t):.6g}; the log-density is undefined from there")
         columns = [vx, -div[:, None]]
         if self.regularize:
             columns += [(vx**2).sum(1, keepdim=True), frob[:, None]]
@@ -136,11 +156,36 @@ class ODEFlow:
             atol = 1e-5 if atol is None else check_positive(atol, "atol")
         self.field = _Counted(v)
         self.method, self.n_steps, self.rtol, self.atol = method, n_steps, rtol, atol
-        self.adjoint = bool(adjoint)
+        self.adjoint = check_bool(adjoint, "adjoint")
         self.nfe = 0
 
     # -- the one call into torchdiffeq -------------------------------------------------------
     def _solve(self, func: nn.Module, y0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """Solve, then check the solution is finite (one device sync per solve). If it is not, or the solver
+        failed (adaptive solvers stop with an assertion when the field returns NaN), solve again evaluating
+        ``v`` strictly, to raise a ``ValueError`` naming the field and the first time it returned NaN/inf."""
+        try:
+            out = self._odeint(func, y0, times)
+            if bool(torch.isfinite(out).all()):
+                return out
+            failure: Exception | None = None
+        except Exception as err:  # noqa: BLE001 - re-raised below unless a non-finite field explains it
+            failure = err
+        nfe = self.nfe
+        self.field.strict = True
+        try:
+            with torch.no_grad():
+                odeint(func, y0.detach(), times, **self._options(times))
+        finally:
+            self.field.strict = False
+            self.nfe = nfe
+        if failure is not None:
+            raise failure
+        raise ValueError(f"the solution of dx/dt = v(t, x) with v = {_field_name(self.field.v)} overflowed to "
+                         f"NaN or infinity between t = {times[0].item():.6g} and t = {times[-1].item():.6g} "
+                         "(v stayed finite at every evaluation; try smaller steps or tighter tolerances)")
+
+    def _options(self, times: torch.Tensor) -> dict:
         kwargs: dict = {"method": self.method}
         if self.method in FIXED_STEP_METHODS:
             span = (times[-1] - times[0]).abs().item()
@@ -149,18 +194,27 @@ class ODEFlow:
             # Land steps on the output times: otherwise dopri5 steps past the last time and interpolates
             # back, evaluating v outside [t0, t1] (undefined for fields that explode at t = 1).
             kwargs.update(rtol=self.rtol, atol=self.atol, options={"step_t": times[1:]})
+        return kwargs
+
+    def _odeint(self, func: nn.Module, y0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        kwargs = self._options(times)
         self.field.nfe = 0
-        if self.adjoint:
-            params = tuple(p for p in func.parameters() if p.requires_grad)
-            out = odeint_adjoint(func, y0, times, adjoint_params=params, **kwargs)
-        else:
-            out = odeint(func, y0, times, **kwargs)
-        self.nfe = self.field.nfe
-        return out
+        try:
+            if self.adjoint:
+                params = tuple(p for p in func.parameters() if p.requires_grad)
+                return odeint_adjoint(func, y0, times, adjoint_params=params, **kwargs)
+            return odeint(func, y0, times, **kwargs)
+        finally:
+            self.nfe = self.field.nfe
 
     @staticmethod
     def _times(times: Sequence[float] | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(times, dtype=like.dtype, device=like.device)
+        if isinstance(times, torch.Tensor):
+            check_tensor(times, "times", ndim=1, floating=False)
+        try:
+            t = torch.as_tensor(times, dtype=like.dtype, device=like.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"times must be a 1-D sequence or tensor of numbers, got {type(times).__name__}") from err
         check_tensor(t, "times", ndim=1)
         if t.numel() < 2:
             raise ValueError(f"times must hold at least 2 time points, got {t.numel()}")
@@ -169,19 +223,32 @@ class ODEFlow:
             raise ValueError("times must be strictly increasing or strictly decreasing")
         return t
 
+    @staticmethod
+    def _endpoints(t0: float, t1: float) -> list[float]:
+        t0, t1 = check_real(t0, "t0"), check_real(t1, "t1")
+        if t0 == t1:
+            raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
+        return [t0, t1]
+
+    @staticmethod
+    def _check_base(base: torch.distributions.Distribution, x: torch.Tensor) -> None:
+        if tuple(base.event_shape) not in ((), (x.shape[1],)):
+            raise ValueError(f"x must hold points of the base's event shape {tuple(base.event_shape)}, "
+                             f"got shape {tuple(x.shape)}")
+
     # -- samples -----------------------------------------------------------------------------
     def trajectory(self, x: torch.Tensor, times: Sequence[float] | torch.Tensor) -> torch.Tensor:
-        """Solutions of eq. (1.2) at ``times`` (monotone, ``times[0]`` is where ``x`` sits): shape ``(T, n, d)``."""
+        """Solutions of eq. ``ch1-ode`` at ``times`` (monotone, ``times[0]`` is where ``x`` sits): shape ``(T, n, d)``."""
         check_points(x, "x")
         return self._solve(self.field, x, self._times(times, x))
 
     def push(self, x: torch.Tensor, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
         """Move samples ``x`` of ``rho_t0`` to samples of ``rho_t1`` (the flow map ``T_{t0 -> t1}``)."""
-        return self.trajectory(x, [t0, t1])[-1]
+        return self.trajectory(x, self._endpoints(t0, t1))[-1]
 
     def pull(self, x: torch.Tensor, t0: float = 0.0, t1: float = 1.0) -> torch.Tensor:
         """Inverse of :meth:`push`: integrate backwards from ``t1`` to ``t0``."""
-        return self.trajectory(x, [t1, t0])[-1]
+        return self.trajectory(x, self._endpoints(t0, t1)[::-1])[-1]
 
     # -- log-densities -----------------------------------------------------------------------
     def _augmented(self, divergence: str, probe: str, n_probes: int, x: torch.Tensor,
@@ -189,7 +256,9 @@ class ODEFlow:
         check_choice(divergence, "divergence", ("exact", "hutchinson"))
         probes = None
         if divergence == "hutchinson":
+            check_choice(probe, "probe", ("rademacher", "gaussian"))
             check_int(n_probes, "n_probes")
+            check_generator(generator, device=x.device)
             probes = sample_probes((n_probes, *x.shape), probe, dtype=x.dtype, device=x.device,
                                    generator=generator)
         return _LogDensityDynamics(self.field, divergence, probes, regularize)
@@ -233,10 +302,13 @@ class ODEFlow:
         of :meth:`log_prob_trajectory` (``divergence``, ``probe``, ``n_probes``, ``generator``).
         Differentiable (for maximum-likelihood training) when called with grad enabled.
         """
+        check_points(x, "x")
         base_log_prob = base.log_prob if isinstance(base, torch.distributions.Distribution) else base
         check_callable(base_log_prob, "base")
-        zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if isinstance(x, torch.Tensor) else x
-        xs, ls = self.log_prob_trajectory(x, zeros, [t1, t0], **divergence_options)
+        if isinstance(base, torch.distributions.Distribution):
+            self._check_base(base, x)
+        zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        xs, ls = self.log_prob_trajectory(x, zeros, self._endpoints(t0, t1)[::-1], **divergence_options)
         # Integrating backwards from l(t1) = 0 gives l(t0) = int_{t0}^{t1} div v dt.
         return base_log_prob(xs[-1]) - ls[-1]
 
@@ -258,11 +330,11 @@ class ODEFlow:
         With ``divergence="hutchinson"`` the Frobenius term is the unbiased estimate ``|eps^T J|^2``.
         """
         check_points(x, "x")
-        if not isinstance(base, torch.distributions.Distribution):
-            raise TypeError(f"base must be a torch.distributions.Distribution, got {type(base).__name__}")
+        self._check_base(check_distribution(base, "base"), x)
+        times = self._times(self._endpoints(t0, t1)[::-1], x)
         func = self._augmented(divergence, probe, n_probes, x, generator, regularize=True)
         zeros = torch.zeros(x.shape[0], 3, dtype=x.dtype, device=x.device)
-        out = self._solve(func, torch.cat([x, zeros], dim=1), self._times([t1, t0], x))[-1]
+        out = self._solve(func, torch.cat([x, zeros], dim=1), times)[-1]
         d = x.shape[1]
         # backwards from t1 to t0: the integrals of |v|^2 and ||J||^2 come out with a minus sign
         return base.log_prob(out[:, :d]) - out[:, d], -out[:, d + 1], -out[:, d + 2]

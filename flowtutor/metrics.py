@@ -22,7 +22,18 @@ import numpy as np
 import ot
 import torch
 
-from ._checks import check_choice, check_int, check_points, check_positive, check_same_device, check_tensor
+from ._checks import (
+    check_callable,
+    check_choice,
+    check_distribution,
+    check_int,
+    check_nonnegative,
+    check_points,
+    check_positive,
+    check_real,
+    check_same_device,
+    check_tensor,
+)
 
 __all__ = [
     "Estimate",
@@ -50,6 +61,8 @@ class Estimate(NamedTuple):
 
     def within(self, target: float, n_sigma: float = 4.0, slack: float = 0.0) -> bool:
         """True when ``|value - target| <= n_sigma * stderr + slack``."""
+        target = check_real(target, "target")
+        n_sigma, slack = check_nonnegative(n_sigma, "n_sigma"), check_nonnegative(slack, "slack")
         return abs(self.value - target) <= n_sigma * self.stderr + slack
 
     def __str__(self) -> str:
@@ -58,24 +71,30 @@ class Estimate(NamedTuple):
 
 def mean_estimate(values: torch.Tensor) -> Estimate:
     """Mean of i.i.d. values with its standard error ``std / sqrt(n)``."""
-    check_tensor(values, "values", ndim=1)
+    return _mean(values, "values")
+
+
+def _mean(values: torch.Tensor, name: str) -> Estimate:
+    check_tensor(values, name, ndim=1)
     if values.numel() < 2:
-        raise ValueError("values must hold at least 2 samples for a standard error")
+        raise ValueError(f"{name} must hold at least 2 samples for a standard error, got {values.numel()}")
     return Estimate(values.mean().item(), (values.std() / math.sqrt(values.numel())).item())
 
 
 def kl_mc(log_p: torch.Tensor, log_q: torch.Tensor) -> Estimate:
-    """``KL(p || q) = E_p[log p - log q]`` from ``log p`` and ``log q`` at the same samples of ``p``."""
+    """``KL(p || q) = E_p[log p - log q]`` from ``log p`` and ``log q`` at the same samples of ``p``
+    (``log q = -inf`` is allowed and gives ``KL = inf``; NaN is not)."""
     check_tensor(log_p, "log_p", ndim=1)
-    check_tensor(log_q, "log_q", ndim=1, finite=False)
+    check_tensor(log_q, "log_q", ndim=1, finite="no-nan")
     if log_p.shape != log_q.shape:
         raise ValueError(f"log_p and log_q must have the same shape, got {tuple(log_p.shape)} and {tuple(log_q.shape)}")
     check_same_device(log_p=log_p, log_q=log_q)
-    return mean_estimate(log_p - log_q)
+    return _mean(log_p - log_q, "log_p")
 
 
 def entropy_mc(dist: torch.distributions.Distribution, n: int) -> Estimate:
     """Differential entropy ``H(p) = -E_p[log p]`` from ``n`` samples of ``dist`` (the floor of any model's NLL)."""
+    check_distribution(dist, "dist")
     check_int(n, "n", minimum=2)
     with torch.no_grad():
         return mean_estimate(-dist.log_prob(dist.sample((n,))))
@@ -86,7 +105,7 @@ def nll(log_probs: torch.Tensor) -> Estimate:
     check_tensor(log_probs, "log_probs", ndim=1, finite=False)
     if not bool(torch.isfinite(log_probs).all()):
         raise ValueError("log_probs contains NaN or infinite values: the model gives some test point zero density")
-    return mean_estimate(-log_probs)
+    return _mean(-log_probs, "log_probs")
 
 
 def _check_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> float:
@@ -95,8 +114,9 @@ def _check_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> float:
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
     check_same_device(p=p, q=q)
-    if bool((p < 0).any()) or bool((q < 0).any()):
-        raise ValueError("p and q must be non-negative density values")
+    for name, values in (("p", p), ("q", q)):
+        if bool((values < 0).any()):
+            raise ValueError(f"{name} must hold non-negative density values, got min {float(values.min()):.3g}")
     return check_positive(cell, "cell")
 
 
@@ -104,6 +124,7 @@ def f_divergence_grid(p: torch.Tensor, q: torch.Tensor, cell: float, f: Callable
                       ) -> torch.Tensor:
     """``D_f(p || q) = int q f(p / q)`` on a grid (eq. ``ch2-fdiv``), for ``q > 0`` on the grid."""
     cell = _check_grid(p, q, cell)
+    check_callable(f, "f")
     if bool((q == 0).any()):
         raise ValueError("q must be > 0 on the grid for the generic f-divergence; use kl_grid/tv_grid")
     return (q * f(p / q)).sum() * cell
@@ -147,6 +168,14 @@ def renyi_grid(p: torch.Tensor, q: torch.Tensor, cell: float, alpha: float) -> t
     return torch.log(integrand.sum() * cell) / (alpha - 1)
 
 
+def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:
+    check_points(x, "x")
+    check_points(y, "y")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must hold points of the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    check_same_device(x=x, y=y)
+
+
 def w2(x: torch.Tensor, y: torch.Tensor, *, method: str = "exact", reg: float = 0.05,
        num_iter_max: int = 10_000_000) -> torch.Tensor:
     """2-Wasserstein distance between the empirical measures of ``x`` (n, d) and ``y`` (m, d), by POT.
@@ -157,10 +186,9 @@ def w2(x: torch.Tensor, y: torch.Tensor, *, method: str = "exact", reg: float = 
     float64 because the Gibbs kernel underflows in float32.
     The result is a 0-dim tensor on the inputs' device (POT's exact solver runs on the CPU in float64).
     """
-    check_points(x, "x")
-    check_points(y, "y", d=x.shape[1])
-    check_same_device(x=x, y=y)
+    _check_samples(x, y)
     check_choice(method, "method", ("exact", "sinkhorn"))
+    check_int(num_iter_max, "num_iter_max")
     a = torch.full((x.shape[0],), 1.0 / x.shape[0], dtype=x.dtype, device=x.device)
     b = torch.full((y.shape[0],), 1.0 / y.shape[0], dtype=y.dtype, device=y.device)
     cost = ot.dist(x, y)  # squared Euclidean
@@ -176,9 +204,7 @@ def w2(x: torch.Tensor, y: torch.Tensor, *, method: str = "exact", reg: float = 
 def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
     """Unbiased ``MMD^2`` with the Gaussian kernel ``exp(-|x-y|^2/(2h^2))`` (``h`` = ``bandwidth``, or the
     median pooled pairwise distance). Can be slightly negative when the two laws agree."""
-    check_points(x, "x")
-    check_points(y, "y", d=x.shape[1])
-    check_same_device(x=x, y=y)
+    _check_samples(x, y)
     n, m = x.shape[0], y.shape[0]
     if n < 2 or m < 2:
         raise ValueError("x and y must each hold at least 2 samples")
@@ -196,9 +222,20 @@ def mmd(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> tor
 
 def loglog_slope(x, y) -> float:
     """Least-squares slope of ``log y`` against ``log x``: an observed order or rate."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError("x and y must be 1-D of the same length >= 2")
-    if (x <= 0).any() or (y <= 0).any():
-        raise ValueError("x and y must be > 0 for a log-log slope")
+    x, y = _positive_vector(x, "x"), _positive_vector(y, "y")
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}")
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _positive_vector(values, name: str) -> np.ndarray:
+    """``values`` as a 1-D float array of at least 2 finite positive numbers (for logarithms)."""
+    try:
+        arr = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a 1-D sequence of numbers, got {type(values).__name__}") from err
+    if arr.ndim != 1 or arr.size < 2:
+        raise ValueError(f"{name} must be 1-D with at least 2 entries, got shape {arr.shape}")
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError(f"{name} must hold finite numbers > 0 for a log-log slope, got {arr.tolist()}")
+    return arr

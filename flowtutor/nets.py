@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 from torch import nn
@@ -57,5 +58,9 @@ class VelocityMLP(nn.Module):
         self.net = MLP(d + self.embed.dim, d, hidden, n_layers, activation)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        check_points(x, "x", d=self.d, finite=False)
+        check_points(x, "x", d=self.d, finite=False)  # no value check: this runs at every solver step
+        if isinstance(t, bool) or not isinstance(t, (torch.Tensor, Real)):
+            raise TypeError(f"t must be a number or a tensor, got {type(t).__name__}")
+        if isinstance(t, torch.Tensor) and t.numel() != 1 and tuple(t.shape) != (x.shape[0],):
+            raise ValueError(f"t must hold one time or shape ({x.shape[0]},), got shape {tuple(t.shape)}")
         return self.net(torch.cat([x, self.embed(t, x.shape[0]).to(x.dtype)], dim=1))

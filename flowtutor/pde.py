@@ -15,7 +15,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_callable, check_choice, check_int, check_nonnegative, check_positive, check_tensor
+from ._checks import (
+    check_callable,
+    check_choice,
+    check_device,
+    check_dtype,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 
 __all__ = ["Grid1D", "Grid2D", "continuity_1d", "continuity_2d", "fokker_planck_1d"]
 
@@ -31,7 +41,11 @@ class Grid1D:
     device: torch.device | str = "cpu"
 
     def __post_init__(self):
+        check_real(self.a, "a")
+        check_real(self.b, "b")
         check_int(self.n, "n", minimum=4)
+        check_dtype(self.dtype)
+        check_device(self.device)
         if not self.b > self.a:
             raise ValueError(f"b must be > a, got a={self.a}, b={self.b}")
 
@@ -55,6 +69,11 @@ class Grid2D:
 
     x: Grid1D
     y: Grid1D
+
+    def __post_init__(self):
+        for name in ("x", "y"):
+            if not isinstance(getattr(self, name), Grid1D):
+                raise TypeError(f"{name} must be a Grid1D, got {type(getattr(self, name)).__name__}")
 
     @classmethod
     def square(cls, a: float, b: float, n: int, dtype=torch.float64, device="cpu") -> "Grid2D":
@@ -118,11 +137,26 @@ def _march(rhs: Callable[[float, torch.Tensor], torch.Tensor], rho0: torch.Tenso
 
 
 def _check_times(times) -> torch.Tensor:
-    t = torch.as_tensor(times, dtype=torch.float64)
+    try:
+        t = torch.as_tensor(times, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"times must be a 1-D sequence of numbers, got {type(times).__name__}") from err
     check_tensor(t, "times", ndim=1)
     if t.numel() < 2 or not bool((t[1:] > t[:-1]).all()):
         raise ValueError("times must be strictly increasing with at least 2 entries")
     return t
+
+
+def _check_density(rho0: torch.Tensor, grid: Grid1D | Grid2D, kind: type) -> None:
+    """``grid`` of the given kind and ``rho0`` of its shape, finite and non-negative."""
+    if not isinstance(grid, kind):
+        raise TypeError(f"grid must be a {kind.__name__}, got {type(grid).__name__}")
+    shape = (grid.n,) if kind is Grid1D else (grid.x.n, grid.y.n)
+    check_tensor(rho0, "rho0", ndim=len(shape))
+    if tuple(rho0.shape) != shape:
+        raise ValueError(f"rho0 must have shape {shape} (the grid's cells), got {tuple(rho0.shape)}")
+    if bool((rho0 < 0).any()):
+        raise ValueError(f"rho0 must be a density (values >= 0), got min {float(rho0.min()):.3g}")
 
 
 def continuity_1d(rho0: torch.Tensor, grid: Grid1D, v: Callable, times: Sequence[float],
@@ -132,9 +166,7 @@ def continuity_1d(rho0: torch.Tensor, grid: Grid1D, v: Callable, times: Sequence
     ``v(t, x)`` takes a scalar tensor and points ``(m, 1)`` and returns ``(m, 1)``. Density leaving
     the domain is lost (zero inflow). Returns the cell averages at ``times``, shape ``(T, n)``.
     """
-    check_tensor(rho0, "rho0", ndim=1)
-    if rho0.shape[0] != grid.n:
-        raise ValueError(f"rho0 must have shape ({grid.n},), got {tuple(rho0.shape)}")
+    _check_density(rho0, grid, Grid1D)
     check_callable(v, "v")
     check_choice(scheme, "scheme", ("upwind", "muscl"))
     check_positive(cfl, "cfl")
@@ -159,9 +191,7 @@ def continuity_2d(rho0: torch.Tensor, grid: Grid2D, v: Callable, times: Sequence
 
     ``v(t, x)`` maps points ``(m, 2)`` to ``(m, 2)``; ``rho0`` is ``(nx, ny)``. Returns ``(T, nx, ny)``.
     """
-    check_tensor(rho0, "rho0", ndim=2)
-    if tuple(rho0.shape) != (grid.x.n, grid.y.n):
-        raise ValueError(f"rho0 must have shape ({grid.x.n}, {grid.y.n}), got {tuple(rho0.shape)}")
+    _check_density(rho0, grid, Grid2D)
     check_callable(v, "v")
     check_choice(scheme, "scheme", ("upwind", "muscl"))
     check_positive(cfl, "cfl")
@@ -197,9 +227,7 @@ def fokker_planck_1d(rho0: torch.Tensor, grid: Grid1D, grad_potential: Callable[
     centred. The boundary is closed (zero flux), so mass is conserved to round-off.
     ``grad_potential(x)`` maps a 1-D tensor of positions to ``V'``. Returns ``(T, n)``.
     """
-    check_tensor(rho0, "rho0", ndim=1)
-    if rho0.shape[0] != grid.n:
-        raise ValueError(f"rho0 must have shape ({grid.n},), got {tuple(rho0.shape)}")
+    _check_density(rho0, grid, Grid1D)
     check_callable(grad_potential, "grad_potential")
     d = check_nonnegative(diffusion, "diffusion")
     check_positive(cfl, "cfl")

@@ -10,7 +10,8 @@ import torch
 from matplotlib import animation
 from matplotlib.ticker import NullFormatter
 
-from .metrics import loglog_slope
+from ._checks import check_int, check_real
+from .metrics import _positive_vector, loglog_slope
 from .pde import Grid2D
 
 __all__ = ["plot_density", "plot_samples", "plot_trajectories", "plot_convergence", "animate_flow"]
@@ -20,11 +21,30 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def _array(x, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    """``x`` (a tensor or an array) as a NumPy array of the given shape (``None``: any size)."""
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
+    p = _np(x)
+    if p.ndim != len(shape) or any(k is not None and k != m for k, m in zip(shape, p.shape)):
+        want = "(" + ", ".join("n" if k is None else str(k) for k in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {p.shape}")
+    return p
+
+
+def _check_grid(grid: object) -> Grid2D:
+    if not isinstance(grid, Grid2D):
+        raise TypeError(f"grid must be a Grid2D, got {type(grid).__name__}")
+    return grid
+
+
 def plot_density(values: torch.Tensor, grid: Grid2D, ax=None, title: str | None = None, cmap: str = "viridis",
                  **kw):
     """Show density values ``(nx, ny)`` on ``grid`` as an image (x to the right, y up)."""
+    _check_grid(grid)
+    values = _array(values, "values", (grid.x.n, grid.y.n))
     ax = ax or plt.gca()
-    img = ax.imshow(_np(values).T, origin="lower", extent=grid.extent, cmap=cmap, aspect="equal", **kw)
+    img = ax.imshow(values.T, origin="lower", extent=grid.extent, cmap=cmap, aspect="equal", **kw)
     if title:
         ax.set_title(title)
     return img
@@ -32,8 +52,8 @@ def plot_density(values: torch.Tensor, grid: Grid2D, ax=None, title: str | None 
 
 def plot_samples(x: torch.Tensor, ax=None, title: str | None = None, s: float = 2, alpha: float = 0.5, **kw):
     """Scatter a batch of 2-D points."""
+    p = _array(x, "x", (None, 2))
     ax = ax or plt.gca()
-    p = _np(x)
     ax.scatter(p[:, 0], p[:, 1], s=s, alpha=alpha, **kw)
     ax.set_aspect("equal")
     if title:
@@ -43,8 +63,8 @@ def plot_samples(x: torch.Tensor, ax=None, title: str | None = None, s: float = 
 
 def plot_trajectories(traj: torch.Tensor, ax=None, n_show: int = 50, color: str = "k", **kw):
     """Draw the paths of ``n_show`` particles of a trajectory ``(T, n, 2)``, start in blue, end in red."""
+    p = _array(traj, "traj", (None, None, 2))[:, : check_int(n_show, "n_show")]
     ax = ax or plt.gca()
-    p = _np(traj)[:, :n_show]
     ax.plot(p[:, :, 0], p[:, :, 1], color=color, lw=0.6, alpha=0.6, **kw)
     ax.scatter(p[0, :, 0], p[0, :, 1], s=6, c="tab:blue", zorder=3, label="start")
     ax.scatter(p[-1, :, 0], p[-1, :, 1], s=6, c="tab:red", zorder=3, label="end")
@@ -54,6 +74,11 @@ def plot_trajectories(traj: torch.Tensor, ax=None, n_show: int = 50, color: str 
 
 def plot_convergence(h: Sequence[float], errors: Sequence[float], ax=None, label: str = "", reference: float | None = None):
     """Log-log plot of errors against a size, with the fitted slope in the legend and an optional reference slope."""
+    h, errors = _positive_vector(h, "h"), _positive_vector(errors, "errors")
+    if h.shape != errors.shape:
+        raise ValueError(f"h and errors must have the same length, got {h.size} and {errors.size}")
+    if reference is not None:
+        check_real(reference, "reference")
     ax = ax or plt.gca()
     slope = loglog_slope(h, errors)
     ax.loglog(h, errors, "o-", label=f"{label} (slope {slope:.2f})")
@@ -73,13 +98,21 @@ def animate_flow(traj: torch.Tensor, times: Sequence[float], densities: torch.Te
     Returns a ``matplotlib.animation.FuncAnimation``; in a notebook show it with
     ``IPython.display.HTML(anim.to_jshtml())``.
     """
-    p = _np(traj)[:, :n_show]
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    img = None
+    p = _array(traj, "traj", (None, None, 2))[:, : check_int(n_show, "n_show")]
+    times = _array(torch.as_tensor(times, dtype=torch.float64) if isinstance(times, (list, tuple)) else times, "times",
+                   (p.shape[0],))
+    if not np.isfinite(times).all():
+        raise ValueError("times must be finite")
+    check_int(interval, "interval")
     if densities is not None:
         if grid is None:
             raise ValueError("grid is needed to show densities")
-        dens = _np(densities)
+        dens = _array(densities, "densities", (p.shape[0], _check_grid(grid).x.n, grid.y.n))
+    elif grid is not None:
+        _check_grid(grid)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    img = None
+    if densities is not None:
         img = ax.imshow(dens[0].T, origin="lower", extent=grid.extent, cmap="Blues", vmin=0, vmax=dens.max())
     scat = ax.scatter(p[0, :, 0], p[0, :, 1], s=3, c="tab:red")
     lo, hi = p.min(axis=(0, 1)), p.max(axis=(0, 1))

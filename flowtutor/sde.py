@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import check_callable, check_int, check_nonnegative, check_points
+from ._checks import check_callable, check_generator, check_int, check_nonnegative, check_points, check_real
 
 __all__ = ["euler_maruyama"]
 
@@ -28,6 +28,8 @@ def euler_maruyama(drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     check_points(x0, "x0")
     sigma_of = sigma if callable(sigma) else (lambda t, c=check_nonnegative(sigma, "sigma"): c)
     check_int(n_steps, "n_steps")
+    t0, t1 = check_real(t0, "t0"), check_real(t1, "t1")
+    check_generator(generator, device=x0.device)
     if not t1 > t0:
         raise ValueError(f"t1 must be > t0, got t0={t0}, t1={t1}")
     h = (t1 - t0) / n_steps

@@ -10,13 +10,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_callable, check_int
+from ._checks import check_bool, check_callable, check_int, check_positive
 
 __all__ = ["fit", "progress_enabled"]
 
 
 def progress_enabled(progress: bool = True) -> bool:
     """Progress bars are shown unless turned off, ``CI`` is set, or ``FLOWTUTOR_PROGRESS=0`` (the book build)."""
+    check_bool(progress, "progress")
     return progress and not os.environ.get("CI") and os.environ.get("FLOWTUTOR_PROGRESS", "1") != "0"
 
 
@@ -45,6 +46,13 @@ def fit(
     check_int(checkpoint_every, "checkpoint_every", minimum=0)
     if checkpoint is not None and module is None:
         raise ValueError("checkpoint needs module= (the network whose state is saved)")
+    if scheduler is not None and not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"scheduler must be a learning-rate scheduler (with .step()), got {type(scheduler).__name__}")
+    if module is not None and not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if clip_grad is not None:
+        check_positive(clip_grad, "clip_grad")
+    check_bool(progress, "progress")
     params = [p for g in optimizer.param_groups for p in g["params"]]
     history: list[float] = []
     bar = tqdm(range(n_steps), disable=not progress_enabled(progress), leave=False)
@@ -58,12 +66,13 @@ def fit(
                 "(clip_grad=), check the data for NaN, or tighten the ODE solver's tolerances"
             )
         loss.backward()
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad)
         grads = [p.grad for p in params if p.grad is not None]
-        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):  # one device sync
-            raise FloatingPointError(f"a gradient became NaN or infinite at step {step}; hint: lower the "
-                                     "learning rate or set clip_grad=")
+        if grads:  # the max-norm is finite iff every entry is (the 2-norm of clipping, unless it overflows): one sync
+            norm = (torch.nn.utils.clip_grad_norm_(params, clip_grad) if clip_grad is not None
+                    else torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
+            if not bool(torch.isfinite(norm)):
+                raise FloatingPointError(f"a gradient became NaN or infinite at step {step}; hint: lower the "
+                                         "learning rate or set clip_grad=")
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

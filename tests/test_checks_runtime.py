@@ -66,3 +66,25 @@ def test_quick_mode_reads_environment(monkeypatch):
 
 def test_default_device():
     assert ft.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_check_covariance_time_and_interval():
+    ok = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
+    assert C.check_covariance(ok, "s") is ok
+    with pytest.raises(ValueError, match="s must be symmetric"):
+        C.check_covariance(torch.tensor([[1.0, 0.5], [0.0, 1.0]]), "s")
+    with pytest.raises(ValueError, match="s must be positive semi-definite"):
+        C.check_covariance(torch.tensor([[1.0, 2.0], [2.0, 1.0]]), "s")
+    with pytest.raises(ValueError, match="s must be positive definite"):
+        C.check_covariance(torch.diag(torch.tensor([1.0, 0.0])), "s", definite=True)
+    assert C.check_time(0.5, "t").item() == 0.5
+    for bad in (math.nan, 1.5, -1e-300, torch.tensor([0.5, math.nan])):
+        with pytest.raises(ValueError, match="t must"):
+            C.check_time(bad, "t")
+    with pytest.raises(TypeError, match="t must be a number"):
+        C.check_time("0.5", "t")
+    assert C.check_interval(1.0, "t_max", 0.0, 1.0, open_low=True) == 1.0
+    with pytest.raises(ValueError, match=r"s_min must lie in \(0, 1\)"):
+        C.check_interval(1.0, "s_min", 0.0, 1.0, open_low=True, open_high=True)
+    with pytest.raises(ValueError, match="x is on the meta device"):
+        C.check_tensor(torch.zeros(2, device="meta"), "x")

@@ -69,7 +69,7 @@ def test_bad_input():
         data.eight_gaussians(std=-1.0)
     with pytest.raises(ValueError, match="noise must be > 0"):
         data.TwoMoons(noise=0.0)
-    with pytest.raises(ValueError, match="small_weight must be < 1"):
+    with pytest.raises(ValueError, match=r"small_weight must lie in \(0, 1\)"):
         data.small_mode_mixture(1.5)
     with pytest.raises(ValueError, match="covariances must have shape"):
         data.GaussianMixture(torch.zeros(2, 2), torch.ones(3, 2, 2))

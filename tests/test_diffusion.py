@@ -78,7 +78,7 @@ def test_bad_input():
         fit_score(VelocityMLP(2), None, VPSDE(), 10)
     with pytest.raises(ValueError, match="beta_max must be >= beta_min"):
         VPSDE(1.0, 0.5)
-    with pytest.raises(ValueError, match="s_min must be > 0"):
+    with pytest.raises(ValueError, match=r"s_min must lie in \(0, 1\)"):
         dsm_loss(lambda s, x: x, torch.zeros(3, 2), VPSDE(), s_min=0.0)
     with pytest.raises(TypeError, match="score must be callable"):
         probability_flow_velocity(None, VPSDE())

@@ -64,7 +64,7 @@ def test_linear_flow_and_ou_limits():
 
 def test_bad_input():
     e = torch.eye(2, **D)
-    with pytest.raises(ValueError, match="S1 must be"):
+    with pytest.raises(ValueError, match="s1 must have shape"):
         G.w2_gaussians(torch.zeros(2, **D), e, torch.zeros(2, **D), torch.eye(3, **D))
     with pytest.raises(ValueError, match="alpha must be > 0"):
         G.renyi_gaussians(-1.0, torch.zeros(2, **D), e, torch.zeros(2, **D), e)
