@@ -8,7 +8,7 @@ from numbers import Real
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_int, check_points
+from ._checks import check_choice, check_generator, check_int, check_points, check_positive
 
 __all__ = ["MLP", "TimeEmbedding", "VelocityMLP"]
 
@@ -49,13 +49,26 @@ class TimeEmbedding(nn.Module):
 
 
 class VelocityMLP(nn.Module):
-    """A time-dependent field ``v(t, x)`` in ``R^d`` with the velocity-field signature (``t`` scalar or ``(n,)``)."""
+    """A time-dependent field ``v(t, x)`` in ``R^d`` with the velocity-field signature (``t`` scalar or ``(n,)``).
 
-    def __init__(self, d: int, hidden: int = 64, n_layers: int = 3, n_freq: int = 4, activation: str = "silu"):
+    With ``fourier = m > 0`` the network sees ``(x, sin 2 pi B x, cos 2 pi B x)`` besides the time embedding, where
+    ``B`` is a fixed ``(m, d)`` matrix of ``N(0, fourier_scale^2)`` frequencies (random Fourier features, Tancik et
+    al. 2020): an MLP of smooth activations is slow to learn functions that vary on short scales, such as the
+    velocity near a density with sharp edges, and these features supply the short scales. ``B`` is drawn from
+    ``generator`` (or the global generator, seeded by :func:`flowtutor.seed_everything`) and saved with the weights.
+    """
+
+    def __init__(self, d: int, hidden: int = 64, n_layers: int = 3, n_freq: int = 4, activation: str = "silu",
+                 fourier: int = 0, fourier_scale: float = 0.5, generator: torch.Generator | None = None):
         super().__init__()
         self.d = check_int(d, "d")
+        check_int(fourier, "fourier", minimum=0)
+        check_positive(fourier_scale, "fourier_scale")
+        check_generator(generator)
         self.embed = TimeEmbedding(n_freq)
-        self.net = MLP(d + self.embed.dim, d, hidden, n_layers, activation)
+        frequencies = torch.randn(fourier, d, generator=generator) * fourier_scale
+        self.register_buffer("fourier_b", 2 * math.pi * frequencies)
+        self.net = MLP(d + 2 * fourier + self.embed.dim, d, hidden, n_layers, activation)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         check_points(x, "x", d=self.d, finite=False)  # no value check: this runs at every solver step
@@ -63,4 +76,8 @@ class VelocityMLP(nn.Module):
             raise TypeError(f"t must be a number or a tensor, got {type(t).__name__}")
         if isinstance(t, torch.Tensor) and t.numel() != 1 and tuple(t.shape) != (x.shape[0],):
             raise ValueError(f"t must hold one time or shape ({x.shape[0]},), got shape {tuple(t.shape)}")
-        return self.net(torch.cat([x, self.embed(t, x.shape[0]).to(x.dtype)], dim=1))
+        features = [x]
+        if self.fourier_b.shape[0]:
+            angles = x @ self.fourier_b.to(x.dtype).T
+            features += [torch.sin(angles), torch.cos(angles)]
+        return self.net(torch.cat([*features, self.embed(t, x.shape[0]).to(x.dtype)], dim=1))

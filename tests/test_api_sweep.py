@@ -380,8 +380,8 @@ probes("nets.MLP", nets.MLP, lambda: {"d_in": 2, "d_out": 2}, d_in=bad_int(), d_
        n_layers=bad_int(), activation=bad_choice(("silu", "tanh", "softplus", "relu", "elu")))
 probes("nets.TimeEmbedding", nets.TimeEmbedding, dict, n_freq=bad_int(0))
 probes("nets.VelocityMLP", nets.VelocityMLP, lambda: {"d": 2}, d=bad_int(), hidden=bad_int(), n_freq=bad_int(0),
-       activation=bad_choice(("silu", "tanh")))
-probes("nets.VelocityMLP.forward", lambda **kw: nets.VelocityMLP(2, hidden=4).double()(**kw),
+       activation=bad_choice(("silu", "tanh")), fourier=bad_int(0), fourier_scale=POSITIVE, generator=BAD_GENERATOR)
+probes("nets.VelocityMLP.forward", lambda **kw: nets.VelocityMLP(2, hidden=4, fourier=3).double()(**kw),
        lambda: {"t": torch.tensor(0.5, dtype=F64), "x": T(5, 2)},
        x=bad_points(values=False, meta=False), t=st.sampled_from([None, "t", torch.zeros(3, dtype=F64)]))
 

@@ -35,6 +35,21 @@ def test_velocity_mlp_shapes_and_dtype():
         VelocityMLP(2, activation="gelu2")
 
 
+def test_velocity_mlp_fourier_features():
+    torch.manual_seed(0)
+    plain_first = VelocityMLP(2, hidden=8).net[0].weight.clone()
+    torch.manual_seed(0)
+    assert torch.equal(VelocityMLP(2, hidden=8, fourier=0).net[0].weight, plain_first), "fourier=0 must draw nothing"
+    a = VelocityMLP(2, hidden=8, fourier=5, fourier_scale=2.0, generator=torch.Generator().manual_seed(1)).double()
+    b = VelocityMLP(2, hidden=8, fourier=5, fourier_scale=2.0, generator=torch.Generator().manual_seed(1))
+    assert a.fourier_b.shape == (5, 2) and torch.allclose(a.fourier_b, b.fourier_b.double())
+    assert a.net[0].in_features == 2 + 10 + a.embed.dim
+    x = torch.randn(7, 2, **D)
+    out = a(torch.tensor(0.4, **D), x)
+    assert out.shape == (7, 2) and out.dtype == torch.float64
+    assert "fourier_b" in a.state_dict()
+
+
 def test_euler_maruyama_ou_variance(gen):
     x0 = torch.zeros(20_000, 1, **D)
     paths = euler_maruyama(lambda t, x: -x, x0, sigma=math.sqrt(2), t0=0.0, t1=1.0, n_steps=200, generator=gen)
