@@ -35,8 +35,9 @@ def fit(
 ) -> list[float]:
     """Minimise ``loss_fn(step)`` for ``n_steps`` steps of ``optimizer``; return the loss history.
 
-    Stops with ``FloatingPointError`` naming the step when the loss or a gradient becomes NaN or
-    infinite. With ``checkpoint`` and ``checkpoint_every > 0``, saves ``module``'s state and the
+    Stops with ``FloatingPointError`` naming the step when the loss becomes NaN or infinite (a gradient that
+    overflows makes the next loss non-finite: parameters are not checked at every step, which would cost a
+    reduction over all gradients and, on a GPU, a sync; with ``clip_grad`` the total norm it computes is checked). With ``checkpoint`` and ``checkpoint_every > 0``, saves ``module``'s state and the
     optimizer's every ``checkpoint_every`` steps (and at the end).
     """
     check_callable(loss_fn, "loss_fn")
@@ -61,18 +62,17 @@ def fit(
         loss = loss_fn(step)
         value = loss.item()
         if not math.isfinite(value):
+            after = " (the loss before was finite: the gradient of the step before may have overflowed)" if step else ""
             raise FloatingPointError(
-                f"loss became {value} at step {step}; hint: lower the learning rate, clip gradients "
+                f"loss became {value} at step {step}{after}; hint: lower the learning rate, clip gradients "
                 "(clip_grad=), check the data for NaN, or tighten the ODE solver's tolerances"
             )
         loss.backward()
-        grads = [p.grad for p in params if p.grad is not None]
-        if grads:  # the max-norm is finite iff every entry is (the 2-norm of clipping, unless it overflows): one sync
-            norm = (torch.nn.utils.clip_grad_norm_(params, clip_grad) if clip_grad is not None
-                    else torch.nn.utils.get_total_norm(grads, norm_type=math.inf))
+        if clip_grad is not None:  # clipping computes the total norm anyway: check it (one sync)
+            norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
             if not bool(torch.isfinite(norm)):
                 raise FloatingPointError(f"a gradient became NaN or infinite at step {step}; hint: lower the "
-                                         "learning rate or set clip_grad=")
+                                         "learning rate or clip_grad")
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -83,4 +83,7 @@ def fit(
         if checkpoint is not None and checkpoint_every and ((step + 1) % checkpoint_every == 0 or last):
             torch.save({"step": step, "model": module.state_dict(), "optimizer": optimizer.state_dict(),
                         "history": history}, checkpoint)
+    if not all(bool(torch.isfinite(p).all()) for p in params):  # the last step's update has no next loss to show it
+        raise FloatingPointError(f"a parameter became NaN or infinite at the last step ({n_steps - 1}); hint: lower "
+                                 "the learning rate or set clip_grad=")
     return history

@@ -487,7 +487,8 @@ probes("matching.cfm_loss", matching.cfm_loss, lambda: {"v": field, **endpoints(
        t=bad_time_tensor(5).filter(lambda t: t is not None), t_max=bad_real(low=0.0, high=1.0, open_low=True),
        generator=BAD_GENERATOR, **BAD_ENDS)
 probes("matching.couple", matching.couple, lambda: {**endpoints(), "method": "sinkhorn"},
-       method=bad_choice(("independent", "ot", "sinkhorn")), reg=POSITIVE, generator=BAD_GENERATOR,
+       method=bad_choice(("independent", "ot", "sinkhorn")), reg=POSITIVE, tol=POSITIVE,
+       cost_scale=bad_choice(("mean", "max")), generator=BAD_GENERATOR,
        x0=bad_points(), x1=st.one_of(bad_points(), lazy(lambda: T(4, 2))))
 probes("matching.reflow_pairs", matching.reflow_pairs, lambda: {"v": field, "x0": T(5, 2)},
        v=BAD_CALLABLE, x0=bad_points(fixed_d=False))
@@ -502,7 +503,9 @@ probes("matching.fit_matching", matching.fit_matching,
                 "sample_pairs": lambda s: (torch.randn(*s, 2), torch.randn(*s, 2))},
        v=st.sampled_from([None, field, 3]), sample_pairs=BAD_CALLABLE, n_steps=bad_int(),
        path=st.sampled_from(["linear", 3]), coupling=bad_choice(("independent", "ot", "sinkhorn")), batch=bad_int(),
-       lr=POSITIVE, t_max=bad_real(low=0.0, high=1.0, open_low=True), generator=BAD_GENERATOR)
+       lr=POSITIVE, t_max=bad_real(low=0.0, high=1.0, open_low=True), generator=BAD_GENERATOR,
+       coupling_options=st.sampled_from([3, "fast", [("tol", 1e-4)], {"reg": -1.0}, {"tol": 0.0}, {"cost_scale": "min"},
+                                         {"speed": 2}]))
 
 # cnf
 probes("cnf.CNF", cnf.CNF, lambda: {"d": 2}, d=bad_int(), hidden=bad_int(), n_layers=bad_int(), n_freq=bad_int(0),

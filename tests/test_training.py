@@ -21,8 +21,24 @@ def test_fit_minimises_and_checkpoints(tmp_path):
 def test_nan_guard_names_the_step():
     w = torch.nn.Parameter(torch.tensor([1.0]))
     opt = torch.optim.SGD([w], lr=0.1)
-    with pytest.raises(FloatingPointError, match="at step 3; hint"):
+    with pytest.raises(FloatingPointError, match="at step 3 .*hint"):
         fit(lambda step: w.sum() * (math.nan if step == 3 else 1.0), opt, 10, progress=False)
+
+
+def test_a_gradient_that_overflows_is_reported():
+    def sqrt_at_zero():  # a finite loss (0) with an infinite gradient
+        w = torch.nn.Parameter(torch.tensor([1.0]))
+        return (lambda step: torch.sqrt(w - w.detach()).sum()), torch.optim.SGD([w], lr=0.1)
+
+    loss, opt = sqrt_at_zero()
+    with pytest.raises(FloatingPointError, match="at step 1 .*gradient of the step before"):
+        fit(loss, opt, 10, progress=False)
+    loss, opt = sqrt_at_zero()
+    with pytest.raises(FloatingPointError, match="a gradient became NaN or infinite at step 0"):
+        fit(loss, opt, 10, progress=False, clip_grad=1.0)
+    loss, opt = sqrt_at_zero()
+    with pytest.raises(FloatingPointError, match="last step"):
+        fit(loss, opt, 1, progress=False)
 
 
 def test_bad_input():
