@@ -40,6 +40,19 @@ def test_notebooks_are_stored_without_outputs():
                 assert not cell.get("outputs") and cell.get("execution_count") is None, f"{path.name} has outputs"
 
 
+def test_notebook_sources_hold_no_control_characters():
+    """A TeX command such as frac or approx, written into a notebook through a non-raw Python string, loses its
+    backslash to an escape (a form feed, a bell) and the formula no longer renders: only newlines and tabs belong."""
+    bad = []
+    for path in (ROOT / "book").rglob("*.ipynb"):
+        if "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            text = "".join(cell["source"])
+            bad += [(path.name, i, repr(ch)) for ch in set(text) if ord(ch) < 32 and ch not in "\n\t"]
+    assert not bad, f"control characters in notebook cells: {sorted(bad)}"
+
+
 def test_every_chapter_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     for path in (ROOT / "book").rglob("*.ipynb"):
