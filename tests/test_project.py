@@ -53,6 +53,18 @@ def test_notebook_sources_hold_no_control_characters():
     assert not bad, f"control characters in notebook cells: {sorted(bad)}"
 
 
+def test_notebook_code_fits_the_page():
+    """Code lines longer than 92 characters run off the page on the website."""
+    long = []
+    for path in (ROOT / "book").rglob("*.ipynb"):
+        if "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
+            continue
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "code":
+                long += [(path.name, i, n) for n, line in enumerate("".join(cell["source"]).splitlines()) if len(line) > 92]
+    assert not long, f"code lines over 92 characters (notebook, cell, line): {long}"
+
+
 def test_every_chapter_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     for path in (ROOT / "book").rglob("*.ipynb"):
