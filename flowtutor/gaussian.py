@@ -58,12 +58,17 @@ def _check_gaussian(m: torch.Tensor, s: torch.Tensor, name: str, *, definite: bo
     return d
 
 
-def _check_pair(m0, s0, m1, s1, *, definite: bool = False) -> None:
+def _check_means(m0, m1) -> None:
+    """Two means ``(d,)`` of the same dimension, on one device."""
     check_tensor(m0, "m0", ndim=1)
     check_tensor(m1, "m1", ndim=1)
     if m0.shape != m1.shape:
         raise ValueError(f"m0 and m1 must have the same dimension, got {m0.shape[0]} and {m1.shape[0]}")
     check_same_device(m0=m0, m1=m1)
+
+
+def _check_pair(m0, s0, m1, s1, *, definite: bool = False) -> None:
+    _check_means(m0, m1)
     _check_gaussian(m0, s0, "0", definite=definite)
     _check_gaussian(m1, s1, "1", definite=definite)
 
@@ -234,12 +239,9 @@ def chi2_gaussians(m0, s0, m1, s1) -> torch.Tensor:
 def tv_gaussians_same_cov(m0, m1, s) -> torch.Tensor:
     """``TV(N(m0,S), N(m1,S)) = 2 Phi(delta/2) - 1 = erf(delta / (2 sqrt 2))``, ``delta`` the Mahalanobis
     distance of the means. TV is ``sup_A |P(A) - Q(A)| = 1/2 int |p - q|`` throughout the book."""
-    check_tensor(m0, "m0", ndim=1)
-    check_tensor(m1, "m1", ndim=1)
-    if m0.shape != m1.shape:
-        raise ValueError(f"m0 and m1 must have the same dimension, got {m0.shape[0]} and {m1.shape[0]}")
+    _check_means(m0, m1)
     check_covariance(s, "s", d=m0.shape[0], definite=True)
-    check_same_device(m0=m0, m1=m1, s=s)
+    check_same_device(m0=m0, s=s)
     dm = m1 - m0
     delta = torch.sqrt(dm @ torch.linalg.solve(s, dm))
     return torch.erf(delta / (2 * math.sqrt(2)))
