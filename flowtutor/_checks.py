@@ -201,10 +201,11 @@ def check_covariance(m: object, name: str, *, d: int | None = None, definite: bo
     entry (``eps`` of the dtype), so matrices built in floating point (``L @ L.T``) pass.
     """
     m = check_square(m, name, d=d)
-    tol = 1000 * torch.finfo(m.dtype).eps * float(m.abs().max())
-    if float((m - m.T).abs().max()) > tol:
-        raise ValueError(f"{name} must be symmetric, got max |{name} - {name}^T| = {float((m - m.T).abs().max()):.3g}")
-    smallest = float(torch.linalg.eigvalsh((m + m.T) / 2)[0])
+    v = m.detach()  # the checks need values only (and no graph)
+    tol = 1000 * torch.finfo(v.dtype).eps * float(v.abs().max())
+    if float((v - v.T).abs().max()) > tol:
+        raise ValueError(f"{name} must be symmetric, got max |{name} - {name}^T| = {float((v - v.T).abs().max()):.3g}")
+    smallest = float(torch.linalg.eigvalsh((v + v.T) / 2)[0])
     if definite and smallest <= 0:
         raise ValueError(f"{name} must be positive definite, got smallest eigenvalue {smallest:.3g}")
     if smallest < -tol:

@@ -25,13 +25,16 @@ from hypothesis import strategies as st  # noqa: E402
 
 import flowtutor as ft  # noqa: E402
 from flowtutor import (  # noqa: E402
+    blocks,
     cnf,
+    compare,
     control,
     data,
     diffusion,
     divergence,
     flow,
     gaussian,
+    jko,
     matching,
     metrics,
     nets,
@@ -530,6 +533,77 @@ probes("cnf.fit_cnf", cnf.fit_cnf,
        model=st.sampled_from([None, field, nets.VelocityMLP(2, hidden=4)]), sample=BAD_CALLABLE, n_steps=bad_int(),
        batch=bad_int(), lr=POSITIVE)
 
+# blocks, jko, compare (chapter 5)
+BAD_GAMMAS = st.sampled_from([None, 1.0, "0.5", [], [1.0, 0.0], [0.5, -1.0], [math.nan], [math.inf], [True]])
+probes("blocks.BlockFlow", blocks.BlockFlow, lambda: {"d": 2, "gammas": [0.5, 1.0]}, d=bad_int(), gammas=BAD_GAMMAS,
+       hidden=bad_int(), n_layers=bad_int(), n_freq=bad_int(0), scale=POSITIVE,
+       activation=bad_choice(("silu", "tanh")),
+       blocks=st.sampled_from([3, "net", [nets.VelocityMLP(2, hidden=4)], [field, field],
+                               [nets.VelocityMLP(3, hidden=4), nets.VelocityMLP(3, hidden=4)]]))
+
+
+def small_blocks():
+    return blocks.BlockFlow(2, [0.5, 1.0], hidden=4, n_layers=1).double()
+
+
+BAD_INDEX = st.one_of(bad_int(0), st.just(3))
+BAD_STOP = st.one_of(st.integers(max_value=-1), st.sampled_from([1.5, "3", True, math.nan, 3]))  # None: all blocks
+probes("blocks.BlockFlow.encode", lambda **kw: small_blocks().encode(**kw), lambda: {"x": T(5, 2), "solver": FAST},
+       x=bad_points(), solver=BAD_SOLVER, start=BAD_INDEX, stop=BAD_STOP, trajectory=BAD_BOOL)
+probes("blocks.BlockFlow.decode", lambda **kw: small_blocks().decode(**kw), lambda: {"z": T(5, 2), "solver": FAST},
+       z=bad_points(), solver=BAD_SOLVER, start=BAD_INDEX, stop=BAD_STOP)
+probes("blocks.BlockFlow.log_prob", lambda **kw: small_blocks().log_prob(**kw), lambda: {"x": T(5, 2), "solver": FAST},
+       x=bad_points(), solver=BAD_SOLVER, divergence=bad_choice(("exact", "hutchinson")))
+probes("blocks.BlockFlow.log_prob_forward", lambda **kw: small_blocks().log_prob_forward(**kw),
+       lambda: {"z": T(5, 2), "log_p0": STD_NORMAL.log_prob, "solver": FAST},
+       z=bad_points(), log_p0=BAD_CALLABLE, solver=BAD_SOLVER, start=BAD_INDEX, stop=BAD_STOP)
+probes("blocks.BlockFlow.sample", lambda **kw: small_blocks().sample(**kw), lambda: {"n": 3, "solver": FAST},
+       n=bad_int(), solver=BAD_SOLVER, generator=BAD_GENERATOR)
+probes("jko.gaussian_jko_step", jko.gaussian_jko_step, lambda: {"m": T(2), "s": SPD(), "gamma": 0.5},
+       m=bad_tensor((2,), wrong_shapes=((3,),)), s=bad_cov(), gamma=POSITIVE)
+probes("jko.gaussian_jko_iterates", jko.gaussian_jko_iterates, lambda: {"m0": T(2), "s0": SPD(), "gammas": [0.5, 1.0]},
+       m0=bad_tensor((2,), wrong_shapes=((3,),)), s0=bad_cov(), gammas=BAD_GAMMAS)
+
+
+def gauss_step_args():
+    return {"m0": T(2), "s0": SPD(), "m1": T(2, seed=3), "s1": SPD(seed=4), "gamma": 0.5}
+
+
+for fn in (jko.jko_objective_gaussians, jko.jko_residual_gaussians):
+    probes(f"jko.{fn.__name__}", fn, gauss_step_args, **BAD_PAIR, gamma=POSITIVE)
+probes("jko.jko_loss", jko.jko_loss, lambda: {"u": field, "x": T(5, 2), "gamma": 0.5, "solver": FAST},
+       u=BAD_CALLABLE, x=bad_points(fixed_d=False), gamma=POSITIVE, penalty=bad_choice(("kinetic", "displacement")),
+       solver=BAD_SOLVER, divergence=bad_choice(("exact", "hutchinson")))
+probes("jko.ou_step", jko.ou_step, lambda: {"x": T(5, 2), "gamma": 0.5}, x=bad_points(fixed_d=False), gamma=POSITIVE,
+       generator=BAD_GENERATOR)
+
+
+def fit_blocks_args():
+    return {"flow": blocks.BlockFlow(2, [0.5], hidden=4, n_layers=1), "sample": data.eight_gaussians().sample,
+            "n_steps": 1, "batch": 4, "pool": 16, "n_report": 8, "progress": False}
+
+
+probes("jko.fit_jko", jko.fit_jko, lambda: {**fit_blocks_args(), "solver": FAST},
+       flow=st.sampled_from([None, field, nets.VelocityMLP(2, hidden=4)]), sample=BAD_CALLABLE, n_steps=bad_int(),
+       batch=bad_int(), pool=bad_int(), lr=POSITIVE, start=st.one_of(bad_int(0), st.just(1)),
+       penalty=bad_choice(("kinetic", "displacement")), solver=BAD_SOLVER, generator=BAD_GENERATOR,
+       n_report=bad_int())
+probes("jko.fit_local_matching", jko.fit_local_matching, fit_blocks_args,
+       flow=st.sampled_from([None, field, nets.VelocityMLP(2, hidden=4)]), sample=BAD_CALLABLE, n_steps=bad_int(),
+       batch=bad_int(), pool=bad_int(), lr=POSITIVE, start=st.one_of(bad_int(0), st.just(1)),
+       generator=BAD_GENERATOR, n_report=bad_int())
+probes("compare.evaluate_generator", compare.evaluate_generator,
+       lambda: {"target": data.eight_gaussians(), "log_prob": STD_NORMAL.log_prob,
+                "sample": lambda n: torch.randn(n, 2), "nfe": lambda: 0, "n_test": 10, "n_w2": 10},
+       target=st.sampled_from([None, "ring", field]), log_prob=BAD_CALLABLE, sample=BAD_CALLABLE, nfe=BAD_CALLABLE,
+       n_test=bad_int(), n_w2=bad_int(2))
+probes("compare.compare_flows", compare.compare_flows,
+       lambda: {"target": data.eight_gaussians(), "n_steps": 1, "methods": ["global FM"], "hidden": 4, "n_layers": 1,
+                "n_test": 10, "n_w2": 10, "progress": False},
+       target=st.sampled_from([None, "ring", field]), n_steps=bad_int(),
+       methods=st.sampled_from(["CNF", ["VAE"], [3]]), steps=st.sampled_from([3, {"VAE": 2}, {"CNF": 0}]),
+       lrs=st.sampled_from([3, {"CNF": -1.0}, {"VAE": 1e-3}]), scale=POSITIVE, n_test=bad_int(), n_w2=bad_int(2))
+
 # training
 
 
@@ -556,6 +630,10 @@ EXEMPT = {
     "flow.ADAPTIVE_METHODS": "a constant",
     "metrics.Estimate": "a named tuple of two floats; its method Estimate.within is swept",
     "matching.AffinePath": "abstract; its methods are swept through LinearPath",
+    "blocks.TRAIN_SOLVER": "a constant",
+    "blocks.EVAL_SOLVER": "a constant",
+    "compare.METHODS": "a constant",
+    "compare.LEARNING_RATES": "a constant",
 }
 
 
