@@ -51,21 +51,23 @@ class BlockFlow(nn.Module):
 
     ``gammas[n]`` is block ``n``'s step: the JKO step size (chapter 5, :func:`flowtutor.jko.fit_jko`) or the
     OU time it matches (:func:`flowtutor.jko.fit_local_matching`). Each block is a :class:`VelocityMLP`
-    (``hidden``, ``n_layers``, ``n_freq``, ``activation``), wrapped as ``scale * net(s, x / scale)``; or pass
+    (``hidden``, ``n_layers``, ``n_freq``, ``activation``, random Fourier features ``fourier``, ``fourier_scale``),
+    wrapped as ``scale * net(s, x / scale)``; or pass
     ``blocks``, one field module per step (each taking ``(s, x)`` and returning the shape of ``x``).
     Solver options (``method`` with ``n_steps``, or ``rtol``/``atol``) are passed per call; the default is
     adaptive dopri5 at tolerance 1e-5.
     """
 
     def __init__(self, d: int, gammas: Sequence[float], *, hidden: int = 64, n_layers: int = 3, n_freq: int = 2,
-                 activation: str = "tanh", scale: float = 1.0, blocks: Sequence[nn.Module] | None = None):
+                 activation: str = "tanh", fourier: int = 0, fourier_scale: float = 0.5, scale: float = 1.0,
+                 blocks: Sequence[nn.Module] | None = None):
         super().__init__()
         self.d = check_int(d, "d")
         self.gammas = _gammas(gammas)
         scale = check_positive(scale, "scale")
         if blocks is None:
-            blocks = [_Scaled(VelocityMLP(d, hidden=hidden, n_layers=n_layers, n_freq=n_freq, activation=activation),
-                              scale) for _ in self.gammas]
+            blocks = [_Scaled(VelocityMLP(d, hidden=hidden, n_layers=n_layers, n_freq=n_freq, activation=activation,
+                                          fourier=fourier, fourier_scale=fourier_scale), scale) for _ in self.gammas]
         else:
             if isinstance(blocks, nn.Module) or not isinstance(blocks, Sequence):
                 raise TypeError(f"blocks must be a sequence of nn.Module fields, got {type(blocks).__name__}")
