@@ -168,8 +168,8 @@ def _progressive(flow: BlockFlow, sample: Callable, pool: int, start: int, n_rep
     """Train blocks ``start, ...`` one after the other on a pool of samples pushed block by block.
 
     Each block is trained on the pool of its level, then the pool is pushed through it with the evaluation
-    solver (so the next block learns from what the reverse process will see); the report holds, per block,
-    its step, loss history, time, and on ``n_report`` pool points the KL change and mean squared displacement.
+    solver (the one ``encode`` and ``decode`` use, so the next block learns from what they produce); the report holds,
+    per block, its step, loss history, time, and on ``n_report`` pool points the KL change and mean squared displacement.
     """
     with torch.no_grad():
         x = check_points(sample((pool,)), "sample((pool,))", d=flow.d)
@@ -193,7 +193,7 @@ def _indices(pool: int, batch: int, generator: torch.Generator | None, device) -
 
 def fit_jko(flow: BlockFlow, sample: Callable, n_steps: int, *, batch: int = 256, pool: int = 10_000,
             lr: float = 1e-2, start: int = 0, penalty: str = "kinetic", solver: dict | None = None,
-            generator: torch.Generator | None = None, progress: bool = True, n_report: int = 2000,
+            generator: torch.Generator | None = None, progress: bool = True, n_report: int = 500,
             **divergence_options) -> list[dict]:
     """Train the blocks of ``flow`` one after the other by the JKO-flow loss (eq. ``ch5-jko-loss``, with ``penalty``), ``n_steps``
     Adam steps each (cosine learning-rate decay), on batches of a pool of ``pool`` samples ``sample((pool,))``
@@ -224,7 +224,7 @@ def fit_jko(flow: BlockFlow, sample: Callable, n_steps: int, *, batch: int = 256
 
 def fit_local_matching(flow: BlockFlow, sample: Callable, n_steps: int, *, batch: int = 256, pool: int = 10_000,
                        lr: float = 3e-3, start: int = 0, generator: torch.Generator | None = None,
-                       progress: bool = True, n_report: int = 2000) -> list[dict]:
+                       progress: bool = True, n_report: int = 500) -> list[dict]:
     """Local flow matching: block ``n`` of ``flow`` is trained by flow matching (eq. ``ch4-cfm``, straight lines,
     :func:`flowtutor.matching.fit_matching`) on pairs ``(x_n, ou_step(x_n, gamma_n))`` (eq. ``ch5-ou-step``), so that
     it carries ``p_n`` to the law of one OU step; no ODE is solved during training. Pool, pushing and reports
