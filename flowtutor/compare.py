@@ -102,11 +102,11 @@ def compare_flows(target: torch.distributions.Distribution, n_steps: int, *,
             base = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
         seconds = time.perf_counter() - begin
         if isinstance(model, BlockFlow):
-            log_prob, sample, nfe = model.log_prob, model.sample, lambda: model.nfe
+            log_prob, sample, nfe = model.log_prob, model.sample, lambda m=model: m.nfe
         else:
-            log_prob = lambda x, f=flow, b=base: f.log_prob(x, b)  # noqa: E731
-            sample = lambda k, f=flow, b=base: f.push(b.sample((k,)))  # noqa: E731
-            nfe = lambda f=flow: f.nfe  # noqa: E731
+            log_prob = lambda x, f=flow, b=base: f.log_prob(x, b)
+            sample = lambda k, f=flow, b=base: f.push(b.sample((k,)))
+            nfe = lambda f=flow: f.nfe
         rows.append({"method": method, "steps": n, "lr": lr, "seconds": seconds,
                      **evaluate_generator(target, log_prob, sample, nfe, n_test=n_test, n_w2=n_w2)})
     return rows

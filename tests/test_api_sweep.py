@@ -32,6 +32,7 @@ from flowtutor import (  # noqa: E402
     data,
     diffusion,
     divergence,
+    energy,
     flow,
     gaussian,
     jko,
@@ -603,6 +604,44 @@ probes("compare.compare_flows", compare.compare_flows,
        target=st.sampled_from([None, "ring", field]), n_steps=bad_int(),
        methods=st.sampled_from(["CNF", ["VAE"], [3]]), steps=st.sampled_from([3, {"VAE": 2}, {"CNF": 0}]),
        lrs=st.sampled_from([3, {"CNF": -1.0}, {"VAE": 1e-3}]), scale=POSITIVE, n_test=bad_int(), n_w2=bad_int(2))
+
+# energy (chapter 6)
+def quad_energy(x):
+    return (x**2).sum(1) / 2
+
+
+BAD_ENERGY = st.sampled_from([None, 3, "U", [1, 2]])
+probes("energy.EnergyMLP", energy.EnergyMLP, lambda: {"d": 2}, d=bad_int(), hidden=bad_int(), n_layers=bad_int(),
+       activation=bad_choice(("softplus", "silu")), scale=POSITIVE)
+for fn in (energy.energy_grad, energy.energy_laplacian):
+    probes(f"energy.{fn.__name__}", fn, lambda: {"energy": quad_energy, "x": T(5, 2)}, energy=BAD_ENERGY,
+           x=bad_points(fixed_d=False), create_graph=BAD_BOOL)
+probes("energy.sample_energy", energy.sample_energy,
+       lambda: {"energy": quad_energy, "x0": T(5, 2), "step": 0.1, "n_steps": 2},
+       energy=BAD_ENERGY, x0=bad_points(fixed_d=False), step=POSITIVE, n_steps=bad_int(), langevin=BAD_BOOL,
+       record_every=st.one_of(bad_int(), st.just(3)), generator=BAD_GENERATOR)
+probes("energy.lyapunov_terms", energy.lyapunov_terms, lambda: {"energy": quad_energy, "x": T(5, 2)},
+       energy=BAD_ENERGY, x=bad_points(fixed_d=False))
+probes("energy.stopping_step", energy.stopping_step, lambda: {"ratios": [0.5, 1.2]},
+       ratios=st.sampled_from([[], "r", [[0.5]], [math.nan, 1.0], torch.zeros(2, 2)]))
+probes("energy.langevin_time", energy.langevin_time, lambda: {"kl0": 1.0, "eps": 0.1, "c_ls": 1.0},
+       kl0=POSITIVE, eps=POSITIVE, c_ls=POSITIVE)
+for fn in (energy.conjunction, energy.disjunction):
+    probes(f"energy.{fn.__name__}", lambda energies, f=fn: f(*energies), lambda: {"energies": [quad_energy, quad_energy]},
+           energies=st.sampled_from([[quad_energy], [quad_energy, 3], [None, quad_energy], []]))
+probes("energy.negation", energy.negation, lambda: {"keep": quad_energy, "remove": quad_energy},
+       keep=BAD_ENERGY, remove=BAD_ENERGY, weight=bad_real())
+probes("energy.jacobian_asymmetry", energy.jacobian_asymmetry, lambda: {"field": lambda x: -x, "x": T(5, 2)},
+       field=BAD_CALLABLE, x=bad_points(fixed_d=False))
+probes("energy.dsm_energy_loss", energy.dsm_energy_loss, lambda: {"energy": quad_energy, "x": T(5, 2), "sigma": 0.1},
+       energy=BAD_ENERGY, x=bad_points(fixed_d=False), sigma=POSITIVE, generator=BAD_GENERATOR)
+probes("energy.ism_energy_loss", energy.ism_energy_loss, lambda: {"energy": quad_energy, "x": T(5, 2)},
+       energy=BAD_ENERGY, x=bad_points(fixed_d=False))
+probes("energy.fit_energy", energy.fit_energy,
+       lambda: {"energy": energy.EnergyMLP(2, hidden=4, n_layers=1), "sample": lambda s: torch.randn(*s, 2),
+                "n_steps": 1, "batch": 4, "progress": False},
+       energy=st.sampled_from([None, quad_energy, 3]), sample=BAD_CALLABLE, n_steps=bad_int(),
+       method=bad_choice(("dsm", "ism")), sigma=POSITIVE, batch=bad_int(), lr=POSITIVE, generator=BAD_GENERATOR)
 
 # training
 

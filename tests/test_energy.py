@@ -1,0 +1,126 @@
+"""Scalar energies and their samplers (chapter 6): closed forms on Gaussian energies."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import flowtutor as ft
+from flowtutor import energy as E
+
+F64 = torch.float64
+
+
+def quadratic(m: torch.Tensor, var: float):
+    """U(x) = |x - m|^2 / (2 var): the Gibbs law is N(m, var I)."""
+    return lambda x: ((x - m) ** 2).sum(1) / (2 * var)
+
+
+def test_grad_and_laplacian_of_a_quadratic() -> None:
+    m, var = torch.tensor([1.0, -2.0, 0.5], dtype=F64), 0.7
+    x = torch.randn(20, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    lap, g = E.energy_laplacian(quadratic(m, var), x)
+    assert torch.allclose(g, (x - m) / var) and torch.allclose(E.energy_grad(quadratic(m, var), x), g)
+    assert torch.allclose(lap, torch.full((20,), 3 / var, dtype=F64))
+
+
+def test_langevin_has_the_ula_stationary_variance_of_a_gaussian_energy() -> None:
+    # x <- x - h (x - m)/v + sqrt(2h) xi has stationary variance v / (1 - h / (2 v)) exactly
+    m, var, h = torch.tensor([2.0, -1.0], dtype=F64), 0.5, 0.1
+    x0 = torch.zeros(20_000, 2, dtype=F64)
+    x = E.sample_energy(quadratic(m, var), x0, h, 300, generator=torch.Generator().manual_seed(1))
+    predicted = var / (1 - h / (2 * var))
+    assert ((x.mean(0) - m).abs() < 4 * math.sqrt(predicted / 20_000)).all()
+    assert abs(x.var(0).mean().item() / predicted - 1) < 0.02
+
+
+def test_the_deterministic_flow_contracts_onto_the_minimum() -> None:
+    m, var, h = torch.tensor([2.0, -1.0], dtype=F64), 0.5, 0.1
+    x0 = torch.randn(50, 2, dtype=F64, generator=torch.Generator().manual_seed(2))
+    path = E.sample_energy(quadratic(m, var), x0, h, 40, langevin=False, record_every=10)
+    assert path.shape == (5, 50, 2)
+    for j in range(5):
+        assert torch.allclose(path[j] - m, (1 - h / var) ** (10 * j) * (x0 - m))
+
+
+def test_kl_rate_and_ratio_on_a_gaussian_energy_along_the_deterministic_flow() -> None:
+    # U = |x|^2 / 2, rho_0 = N(mu, s^2 I): rho_t = N(e^-t mu, e^-2t s^2 I), KL(rho_t || N(0, I)) in closed form
+    d, mu, s2 = 2, torch.tensor([1.5, -0.5], dtype=F64), 2.0
+
+    def kl(t):
+        mt, vt = math.exp(-t) * mu, math.exp(-2 * t) * s2
+        return 0.5 * (d * vt + (mt**2).sum().item() - d - d * math.log(vt))
+
+    t, dt = 0.4, 1e-5
+    x = (math.exp(-t) * (mu + math.sqrt(s2) * torch.randn(400_000, d, dtype=F64,
+                                                          generator=torch.Generator().manual_seed(3))))
+    lap, grad2 = E.lyapunov_terms(lambda y: (y**2).sum(1) / 2, x)
+    rate = (kl(t + dt) - kl(t - dt)) / (2 * dt)
+    expected_grad2 = math.exp(-2 * t) * ((mu**2).sum().item() + d * s2)
+    assert lap == pytest.approx(d) and grad2 == pytest.approx(expected_grad2, rel=0.01)
+    assert lap - grad2 == pytest.approx(rate, abs=0.03)
+    # R_t = d / E|x_t|^2 crosses 1 where the KL is smallest
+    ts = torch.linspace(0, 3, 3001, dtype=F64)
+    ratios = [d / (math.exp(-2 * u) * ((mu**2).sum().item() + d * s2)) for u in ts.tolist()]
+    k = E.stopping_step(ratios)
+    kls = [kl(u) for u in ts.tolist()]
+    assert abs(k - min(range(len(kls)), key=kls.__getitem__)) <= 1
+
+
+def test_langevin_time() -> None:
+    assert E.langevin_time(2.0, 0.01, 0.5) == pytest.approx(math.log(200))
+    assert E.langevin_time(0.001, 0.01, 1.0) == 0.0
+
+
+def test_compositions_and_their_curl() -> None:
+    ua = quadratic(torch.tensor([1.0, 0.0], dtype=F64), 1.0)
+    ub = quadratic(torch.tensor([-1.0, 2.0], dtype=F64), 0.5)
+    x = torch.randn(30, 2, dtype=F64, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(E.conjunction(ua, ub)(x), ua(x) + ub(x))
+    assert torch.allclose(E.disjunction(ua, ub)(x), -torch.log(torch.exp(-ua(x)) + torch.exp(-ub(x))))
+    assert torch.allclose(E.negation(ub, ua, 0.35)(x), ub(x) - 0.35 * ua(x))
+    for composed in (E.conjunction(ua, ub), E.disjunction(ua, ub), E.negation(ub, ua)):
+        assert E.jacobian_asymmetry(lambda y, c=composed: -E.energy_grad(c, y, create_graph=True), x).max() < 1e-12
+    rotation = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=F64)
+    assert torch.allclose(E.jacobian_asymmetry(lambda y: y @ rotation.T, x), torch.full((30,), 2.0, dtype=F64))
+
+
+def test_ism_loss_of_a_known_energy_and_dsm_training() -> None:
+    x = torch.randn(200_000, 2, dtype=F64, generator=torch.Generator().manual_seed(5))
+    # U = |x|^2/2 on N(0, I): E[|x|^2 / 2 - 2] = -1
+    assert E.ism_energy_loss(lambda y: (y**2).sum(1) / 2, x).item() == pytest.approx(-1.0, abs=0.01)
+    ft.seed_everything(0)
+    m = torch.tensor([1.0, -1.0])
+    target = torch.distributions.MultivariateNormal(m, 0.25 * torch.eye(2))
+    u = E.EnergyMLP(2, hidden=32, n_layers=2)
+    probe = m[None] + torch.tensor([[0.3, 0.0]])
+    before = E.energy_grad(u, probe)
+    E.fit_energy(u, target.sample, 300, sigma=0.1, progress=False)
+    # the smoothed law N(m, (0.25 + 0.01) I) has grad U = (x - m) / 0.26 = (1.15, 0) at the probe
+    expected = torch.tensor([[0.3 / 0.26, 0.0]])
+    assert (E.energy_grad(u, probe) - expected).norm() < 0.35 < (before - expected).norm()
+
+
+def test_bad_inputs_are_rejected() -> None:
+    u = quadratic(torch.zeros(2, dtype=F64), 1.0)
+    with pytest.raises(ValueError, match="step"):
+        E.sample_energy(u, torch.zeros(3, 2, dtype=F64), -0.1, 5)
+    with pytest.raises(ValueError, match="record_every"):
+        E.sample_energy(u, torch.zeros(3, 2, dtype=F64), 0.1, 5, record_every=2)
+    with pytest.raises(ValueError, match="energy"):
+        E.energy_grad(lambda y: y, torch.zeros(3, 2, dtype=F64))
+    with pytest.raises(ValueError, match="step"):  # a step far too large for the energy
+        E.sample_energy(lambda y: 1e3 * (y**2).sum(1), torch.ones(3, 2, dtype=F64), 10.0, 100, langevin=False)
+    with pytest.raises(ValueError, match="energies"):
+        E.conjunction(u)
+
+
+@pytest.mark.gpu
+def test_energy_sampling_stays_on_the_gpu() -> None:
+    u = E.EnergyMLP(2, hidden=16, n_layers=2).cuda()
+    x = E.sample_energy(u, torch.randn(64, 2, device="cuda"), 0.01, 5)
+    lap, g = E.energy_laplacian(u, x)
+    assert x.device.type == lap.device.type == g.device.type == "cuda"
+    assert E.fit_energy(u, lambda s: torch.randn(*s, 2, device="cuda"), 3, batch=16, progress=False)
