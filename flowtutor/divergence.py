@@ -24,7 +24,7 @@ from ._checks import (
     check_tensor,
 )
 
-__all__ = ["divergence_exact", "divergence_hutchinson", "sample_probes"]
+__all__ = ["divergence_exact", "jacobian", "divergence_hutchinson", "sample_probes"]
 
 
 def _check_pair(fx: torch.Tensor, x: torch.Tensor, create_graph: bool, frobenius: bool) -> None:
@@ -58,6 +58,15 @@ def divergence_exact(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = 
         if frobenius:
             frob = frob + (g**2).sum(dim=1)
     return (div, frob) if frobenius else div
+
+
+def jacobian(fx: torch.Tensor, x: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
+    """The Jacobian ``d fx / d x`` row by row, shape ``(n, d, d)`` with ``[k, i, j] = d fx_i / d x_j`` at point ``k``
+    (the same d backward passes as :func:`divergence_exact`, whose result is its trace)."""
+    _check_pair(fx, x, create_graph, False)
+    rows = [torch.autograd.grad(fx[:, i].sum(), x, create_graph=create_graph, retain_graph=True)[0]
+            for i in range(x.shape[1])]
+    return torch.stack(rows, 1)
 
 
 def sample_probes(

@@ -10,7 +10,8 @@ An energy is any callable ``U(x) -> (n,)`` on points ``x`` of shape ``(n, d)``; 
 Along the deterministic flow ``dKL(rho_t || rho*)/dt = E[Laplace U] - E[|grad U|^2]``, and the ratio
 ``R_t = E[Laplace U] / E[|grad U|^2]`` crossing 1 marks the KL minimum. Energies compose by adding: conjunction
 ``U_A + U_B``, disjunction ``-log(e^{-U_A} + e^{-U_B})``, negation ``U_B - w U_A``; a sum of gradients is a gradient, so the
-composed drift has no curl. The samplers are written by hand because they are what chapter 6 teaches.
+composed drift has no curl. The samplers are the book's integrators (``sde.euler_maruyama``; ``ODEFlow`` with Euler
+steps) applied to the drift ``-grad U``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 from ._checks import (
     check_bool,
     check_callable,
+    check_choice,
     check_generator,
     check_int,
     check_points,
@@ -31,8 +33,10 @@ from ._checks import (
     check_real,
     check_tensor,
 )
-from .divergence import divergence_exact
+from .divergence import divergence_exact, jacobian
+from .flow import ODEFlow
 from .nets import MLP
+from .sde import euler_maruyama
 from .training import fit
 
 __all__ = [
@@ -106,31 +110,37 @@ def energy_laplacian(energy: Energy, x: torch.Tensor, *, create_graph: bool = Fa
 
 def sample_energy(energy: Energy, x0: torch.Tensor, step: float, n_steps: int, *, langevin: bool = True,
                   record_every: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Run ``n_steps`` steps of size ``step`` of Langevin (``langevin=True``) or of the deterministic
-    gradient flow from ``x0``. Returns the final points ``(n, d)``, or with ``record_every = k`` the
-    points at steps ``0, k, 2k, ..., n_steps`` stacked as ``(n_steps // k + 1, n, d)``. Raises ``ValueError`` naming the
-    step when the particles become non-finite (the step is too large for the energy)."""
+    """Run ``n_steps`` steps of size ``step`` of Langevin (``langevin=True``: Euler-Maruyama for
+    ``dX = -grad U dt + sqrt(2) dW``, :func:`flowtutor.sde.euler_maruyama`) or of the deterministic gradient flow
+    (Euler for ``dx/dt = -grad U``, :class:`flowtutor.ODEFlow`) from ``x0``. Returns the final points ``(n, d)``, or
+    with ``record_every = k`` the points at steps ``0, k, 2k, ..., n_steps`` stacked as ``(n_steps // k + 1, n, d)``.
+    Raises ``ValueError`` naming the step when the particles become non-finite (the step is too large)."""
     check_callable(energy, "energy")
     check_points(x0, "x0")
     h = check_positive(step, "step")
     check_int(n_steps, "n_steps")
     check_bool(langevin, "langevin")
-    if record_every is not None:
-        check_int(record_every, "record_every")
-        if n_steps % record_every:
-            raise ValueError(f"record_every must divide n_steps = {n_steps}, got {record_every}")
+    every = n_steps if record_every is None else check_int(record_every, "record_every")
+    if n_steps % every:
+        raise ValueError(f"record_every must divide n_steps = {n_steps}, got {record_every}")
     check_generator(generator, device=x0.device)
-    x, kept, noise_scale = x0, [x0], math.sqrt(2 * h)
-    for k in range(1, n_steps + 1):
-        x = x - h * _grad(energy, x)
-        if langevin:
-            x = x + noise_scale * torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-        if record_every is not None and k % record_every == 0:
-            kept.append(x)
-        if k % 50 == 0 or k == n_steps:  # one check every 50 steps (each costs a device sync)
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError(f"the particles became NaN or infinite by step {k}; lower step (now {h})")
-    return torch.stack(kept) if record_every is not None else x
+
+    def drift(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -_grad(energy, x)
+
+    too_large = f"the particles became NaN or infinite; lower step (now {h})"
+    if langevin:
+        path = euler_maruyama(drift, x0, sigma=math.sqrt(2), t0=0.0, t1=n_steps * h, n_steps=n_steps,
+                              generator=generator)[::every]
+        if not bool(torch.isfinite(path[-1]).all()):
+            raise ValueError(too_large)
+    else:
+        times = torch.arange(0, n_steps + 1, every, dtype=x0.dtype, device=x0.device) * h
+        try:
+            path = ODEFlow(drift, method="euler", n_steps=n_steps).trajectory(x0, times)
+        except ValueError as err:
+            raise ValueError(too_large) from err
+    return path if record_every is not None else path[-1]
 
 
 def lyapunov_terms(energy: Energy, x: torch.Tensor) -> tuple[float, float]:
@@ -213,8 +223,7 @@ def jacobian_asymmetry(field: Callable[[torch.Tensor], torch.Tensor], x: torch.T
         fx = field(y)
         if not isinstance(fx, torch.Tensor) or fx.shape != y.shape:
             raise ValueError(f"field(x) must return a tensor of the shape of x {tuple(y.shape)}")
-        rows = [torch.autograd.grad(fx[:, i].sum(), y, retain_graph=True)[0] for i in range(y.shape[1])]
-    jac = torch.stack(rows, 1)
+        jac = jacobian(fx, y)
     return (jac - jac.transpose(1, 2)).abs().amax(dim=(1, 2))
 
 
@@ -246,8 +255,7 @@ def fit_energy(energy: nn.Module, sample: Callable, n_steps: int, *, method: str
     if not isinstance(energy, nn.Module):
         raise TypeError(f"energy must be a torch.nn.Module (its parameters are trained), got {type(energy).__name__}")
     check_callable(sample, "sample")
-    if method not in ("dsm", "ism"):
-        raise ValueError(f"method must be 'dsm' or 'ism', got {method!r}")
+    check_choice(method, "method", ("dsm", "ism"))
     check_positive(sigma, "sigma")
     check_int(batch, "batch")
     check_positive(lr, "lr")

@@ -182,7 +182,7 @@ def _progressive(flow: BlockFlow, sample: Callable, pool: int, start: int, n_rep
         with torch.no_grad():
             _, parts = jko_loss(flow.blocks[n], x[:n_report], flow.gammas[n], penalty="displacement",
                                 solver=EVAL_SOLVER, **divergence_options)
-            x = ODEFlow(flow.blocks[n], **EVAL_SOLVER).push(x)
+            x = flow.encode(x, start=n, stop=n + 1)
         reports.append({"block": n, "gamma": flow.gammas[n], "history": history, "seconds": seconds, **parts})
     return reports
 

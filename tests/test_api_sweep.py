@@ -372,6 +372,7 @@ BAD_FX = dict(fx=bad_points(values=False, meta=False), x=st.one_of(bad_points(va
                                                                      lazy(lambda: T(5, 2))))  # x without grad
 probes("divergence.divergence_exact", divergence.divergence_exact, fx_x, create_graph=BAD_BOOL, frobenius=BAD_BOOL,
        **BAD_FX)
+probes("divergence.jacobian", divergence.jacobian, fx_x, create_graph=BAD_BOOL, **BAD_FX)
 probes("divergence.divergence_hutchinson", divergence.divergence_hutchinson,
        lambda: {**fx_x(), "probes": torch.ones(3, 5, 2, dtype=F64)},
        probes=bad_tensor((3, 5, 2), wrong_shapes=((3, 4, 2), (5, 3)), values=False, meta=False), **BAD_FX)

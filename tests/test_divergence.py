@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from flowtutor.divergence import divergence_exact, divergence_hutchinson, sample_probes
+from flowtutor.divergence import divergence_exact, divergence_hutchinson, jacobian, sample_probes
 
 
 def _linear(d, gen):
@@ -20,6 +20,16 @@ def test_exact_divergence_nonlinear(gen):
     fx = torch.sin(x) * x[:, [1, 2, 0]]
     expected = (torch.cos(x) * x[:, [1, 2, 0]]).sum(1)
     assert torch.allclose(divergence_exact(fx, x), expected)
+
+
+def test_jacobian_of_linear_and_nonlinear_fields(gen):
+    a, x, fx = _linear(4, gen)
+    assert torch.allclose(jacobian(fx, x), a.expand(50, 4, 4))
+    y = torch.randn(20, 3, generator=gen, dtype=torch.float64).requires_grad_(True)
+    fy = torch.sin(y) * y[:, [1, 2, 0]]
+    jac = jacobian(fy, y)
+    assert torch.allclose(torch.diagonal(jac, dim1=1, dim2=2).sum(1), divergence_exact(fy, y))
+    assert torch.allclose(jac[:, 0, 1], torch.sin(y[:, 0]))  # d(sin y0 * y1)/d y1
 
 
 @pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
