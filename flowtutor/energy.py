@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -35,7 +36,9 @@ from ._checks import (
 )
 from .divergence import divergence_exact, jacobian
 from .flow import ODEFlow
+from .metrics import Estimate, mean_estimate
 from .nets import MLP
+from .pde import Grid2D
 from .sde import euler_maruyama
 from .training import fit
 
@@ -44,6 +47,9 @@ __all__ = [
     "energy_grad",
     "energy_laplacian",
     "sample_energy",
+    "gibbs_grid",
+    "GradientFlowTrace",
+    "trace_gradient_flow",
     "lyapunov_terms",
     "stopping_step",
     "langevin_time",
@@ -54,6 +60,7 @@ __all__ = [
     "dsm_energy_loss",
     "ism_energy_loss",
     "fit_energy",
+    "ood_scores",
 ]
 
 Energy = Callable[[torch.Tensor], torch.Tensor]
@@ -111,7 +118,7 @@ def energy_laplacian(energy: Energy, x: torch.Tensor, *, create_graph: bool = Fa
 def sample_energy(energy: Energy, x0: torch.Tensor, step: float, n_steps: int, *, langevin: bool = True,
                   record_every: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Run ``n_steps`` steps of size ``step`` of Langevin (``langevin=True``: Euler-Maruyama for
-    ``dX = -grad U dt + sqrt(2) dW``, :func:`flowtutor.sde.euler_maruyama`) or of the deterministic gradient flow
+    ``dX = -grad U dt + sqrt(2) dW``, eq. ``ch6-fp``, :func:`flowtutor.sde.euler_maruyama`) or of the deterministic gradient flow
     (Euler for ``dx/dt = -grad U``, :class:`flowtutor.ODEFlow`) from ``x0``. Returns the final points ``(n, d)``, or
     with ``record_every = k`` the points at steps ``0, k, 2k, ..., n_steps`` stacked as ``(n_steps // k + 1, n, d)``.
     Raises ``ValueError`` naming the step when the particles become non-finite (the step is too large)."""
@@ -143,15 +150,89 @@ def sample_energy(energy: Energy, x0: torch.Tensor, step: float, n_steps: int, *
     return path if record_every is not None else path[-1]
 
 
+def gibbs_grid(energy: Energy, grid: Grid2D) -> tuple[torch.Tensor, float]:
+    """``(rho*, log Z)`` on a 2-D grid: the Gibbs density ``exp(-U) / Z`` at the cell centres, shape ``(nx, ny)``,
+    with ``Z`` by the midpoint rule (eq. ``ch6-gibbs``; the mass outside the grid is neglected)."""
+    check_callable(energy, "energy")
+    if not isinstance(grid, Grid2D):
+        raise TypeError(f"grid must be a flowtutor.pde.Grid2D, got {type(grid).__name__}")
+    with torch.no_grad():
+        u = _energy_values(energy, grid.points)
+    if not bool(torch.isfinite(u).all()):
+        raise ValueError("energy returned NaN or infinite values on the grid")
+    log_z = (torch.logsumexp(-u, 0) + math.log(grid.cell)).item()
+    return (-u - log_z).exp().reshape(grid.x.n, grid.y.n), log_z
+
+
+class GradientFlowTrace(NamedTuple):
+    """What :func:`trace_gradient_flow` records at every step ``k = 0..K`` (``points`` every ``record_every``)."""
+
+    points: torch.Tensor  # (K // record_every + 1, n, d)
+    kl: list[Estimate]  # KL(rho_k || rho*) with its Monte Carlo error
+    laplacian: torch.Tensor  # E[Laplace U], (K + 1,)
+    grad_sq: torch.Tensor  # E[|grad U|^2], (K + 1,)
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """``R_k = E[Laplace U] / E[|grad U|^2]`` (eq. ``ch6-ratio``)."""
+        return self.laplacian / self.grad_sq
+
+
+def trace_gradient_flow(energy: Energy, x0: torch.Tensor, log_rho0: torch.Tensor, log_z: float, step: float,
+                        n_steps: int, *, record_every: int | None = None) -> GradientFlowTrace:
+    """Euler steps ``x <- x - h grad U(x)`` of the deterministic flow with the exact log-density of the particles' law.
+
+    The Euler map ``T(x) = x - h grad U(x)`` has Jacobian ``I - h Hess U``, so along each particle
+    ``log rho_{k+1}(T x) = log rho_k(x) - log |det(I - h Hess U(x))|`` (eq. ``ch6-discrete-cov``, the discrete form of
+    ``d log rho / dt = Laplace U``), and ``KL(rho_k || rho*) = E_{rho_k}[log rho_k + U + log Z]`` is a plain average.
+    ``x0`` are samples of ``rho_0`` and ``log_rho0`` their log-densities; ``log_z`` the energy's log-normaliser.
+    Written by hand: chapter 6 teaches this tracking. Raises ``ValueError`` if the map folds (``det <= 0``)."""
+    check_callable(energy, "energy")
+    check_points(x0, "x0")
+    check_tensor(log_rho0, "log_rho0", ndim=1)
+    if log_rho0.shape[0] != x0.shape[0]:
+        raise ValueError(f"log_rho0 must hold one value per point of x0 ({x0.shape[0]}), got {log_rho0.shape[0]}")
+    log_z = check_real(log_z, "log_z")
+    h = check_positive(step, "step")
+    check_int(n_steps, "n_steps")
+    every = n_steps if record_every is None else check_int(record_every, "record_every")
+    if n_steps % every:
+        raise ValueError(f"record_every must divide n_steps = {n_steps}, got {record_every}")
+    eye = torch.eye(x0.shape[1], dtype=x0.dtype, device=x0.device)
+    x, log_rho = x0.detach(), log_rho0.detach().to(x0)
+    kls, laps, grads, points = [], [], [], []
+    for k in range(n_steps + 1):
+        with torch.enable_grad():
+            y = x.requires_grad_(True)
+            u = _energy_values(energy, y)
+            (g,) = torch.autograd.grad(u.sum(), y, create_graph=True)
+            hess = jacobian(g, y)
+        u, g, x = u.detach(), g.detach(), x.detach()
+        if not bool(torch.isfinite(g).all()):
+            raise ValueError(f"grad U became NaN or infinite at step {k}; lower step (now {h})")
+        kls.append(mean_estimate(log_rho + u + log_z))
+        laps.append(hess.diagonal(dim1=1, dim2=2).sum(1).mean())
+        grads.append((g**2).sum(1).mean())
+        if k % every == 0:
+            points.append(x)
+        if k == n_steps:
+            break
+        sign, logdet = torch.linalg.slogdet(eye - h * hess)
+        if bool((sign <= 0).any()):
+            raise ValueError(f"the Euler map folds at step {k} (det(I - h Hess U) <= 0); lower step (now {h})")
+        log_rho, x = log_rho - logdet, x - h * g
+    return GradientFlowTrace(torch.stack(points), kls, torch.stack(laps), torch.stack(grads))
+
+
 def lyapunov_terms(energy: Energy, x: torch.Tensor) -> tuple[float, float]:
     """``(E[Laplace U], E[|grad U|^2])`` over the points ``x``: along the deterministic flow ``dKL/dt`` is their difference
-    and ``R_t`` their ratio."""
+    (eq. ``ch6-det-dkl``) and ``R_t`` their ratio (eq. ``ch6-ratio``)."""
     lap, g = energy_laplacian(energy, x)
     return lap.mean().item(), (g**2).sum(1).mean().item()
 
 
 def stopping_step(ratios: Sequence[float] | torch.Tensor) -> int:
-    """The first index ``k`` with ``R_k >= 1`` (the deterministic flow's stopping rule); the last
+    """The first index ``k`` with ``R_k >= 1`` (the deterministic flow's stopping rule, eq. ``ch6-stop``); the last
     index if ``R`` never reaches 1."""
     if isinstance(ratios, torch.Tensor):
         r = ratios.double()
@@ -168,7 +249,7 @@ def stopping_step(ratios: Sequence[float] | torch.Tensor) -> int:
 
 
 def langevin_time(kl0: float, eps: float, c_ls: float) -> float:
-    """``tau = log(KL_0 / eps) / (2 C)``: the Langevin time after which ``KL <= eps`` under a log-Sobolev inequality with
+    """``tau = log(KL_0 / eps) / (2 C)`` (eq. ``ch6-tau-lang``): the Langevin time after which ``KL <= eps`` under a log-Sobolev inequality with
     constant ``C``; 0 when ``KL_0 <= eps``."""
     kl0, eps, c = check_positive(kl0, "kl0"), check_positive(eps, "eps"), check_positive(c_ls, "c_ls")
     return max(0.0, math.log(kl0 / eps) / (2 * c))
@@ -193,7 +274,7 @@ def _at_least_two(energies: tuple) -> None:
 
 
 def conjunction(*energies: Energy) -> nn.Module:
-    """``U = sum_i U_i``: the Gibbs law is proportional to the product of the experts' laws."""
+    """``U = sum_i U_i`` (eq. ``ch6-composition``): the Gibbs law is proportional to the product of the experts' laws."""
     _at_least_two(energies)
     return _Composed(energies, lambda us: torch.stack(us).sum(0), "conjunction")
 
@@ -228,7 +309,7 @@ def jacobian_asymmetry(field: Callable[[torch.Tensor], torch.Tensor], x: torch.T
 
 
 def dsm_energy_loss(energy: Energy, x: torch.Tensor, sigma: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Denoising score matching for an energy: ``E |sigma grad U(x + sigma eps) - eps|^2`` with
+    """Denoising score matching for an energy (eq. ``ch6-dsm``): ``E |sigma grad U(x + sigma eps) - eps|^2`` with
     ``eps ~ N(0, I)``; its minimiser's Gibbs law is the data smoothed by ``N(0, sigma^2 I)`` (Vincent 2011)."""
     check_callable(energy, "energy")
     check_points(x, "x")
@@ -240,7 +321,7 @@ def dsm_energy_loss(energy: Energy, x: torch.Tensor, sigma: float, *, generator:
 
 
 def ism_energy_loss(energy: Energy, x: torch.Tensor) -> torch.Tensor:
-    """Implicit score matching (Hyvarinen 2005) for the score ``-grad U``:
+    """Implicit score matching (Hyvarinen 2005, eq. ``ch6-ism``) for the score ``-grad U``:
     ``E[|grad U|^2 / 2 - Laplace U]``, equal to the Fisher divergence to the data up to a constant."""
     lap, g = energy_laplacian(energy, x, create_graph=True)
     return ((g**2).sum(1) / 2 - lap).mean()
@@ -270,3 +351,16 @@ def fit_energy(energy: nn.Module, sample: Callable, n_steps: int, *, method: str
         return ism_energy_loss(energy, x)
 
     return fit(loss, optimizer, n_steps, scheduler=scheduler, progress=progress)
+
+
+def ood_scores(energy: Energy, x: torch.Tensor, step: float, n_steps: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                  torch.Tensor]:
+    """The three scores of a point (eq. ``ch6-ood``): ``S1 = U(x)``, ``S2 = |grad U(x)|`` and ``S3 = |x - Phi(x)|``, the
+    displacement under ``n_steps`` Euler steps of size ``step`` of the deterministic flow; each ``(n,)``."""
+    check_callable(energy, "energy")
+    check_points(x, "x")
+    with torch.no_grad():
+        s1 = _energy_values(energy, x)
+    s2 = _grad(energy, x).norm(dim=1)
+    s3 = (x - sample_energy(energy, x, step, n_steps, langevin=False)).norm(dim=1)
+    return s1, s2, s3

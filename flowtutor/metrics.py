@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 import ot
+import scipy.stats
 import torch
 
 from ._checks import (
@@ -47,6 +48,8 @@ __all__ = [
     "hellinger_grid",
     "chi2_grid",
     "renyi_grid",
+    "relative_fisher_grid",
+    "auroc",
     "w2",
     "mmd",
     "loglog_slope",
@@ -166,6 +169,31 @@ def renyi_grid(p: torch.Tensor, q: torch.Tensor, cell: float, alpha: float) -> t
         return torch.tensor(math.inf, dtype=p.dtype, device=p.device)
     integrand = torch.where(mask, p.clamp_min(1e-300) ** alpha * q.clamp_min(1e-300) ** (1 - alpha), torch.zeros_like(p))
     return torch.log(integrand.sum() * cell) / (alpha - 1)
+
+
+def relative_fisher_grid(p: torch.Tensor, q: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """``I(p || q) = int p |grad log(p / q)|^2`` (eq. ``ch6-fisher``) on a 2-D grid ``(nx, ny)`` of spacings ``dx, dy``,
+    by centred differences of ``log(p / q)``; ``p, q > 0`` on the grid."""
+    _check_grid(p, q, check_positive(dx, "dx") * check_positive(dy, "dy"))
+    check_tensor(p, "p", ndim=2)
+    if bool((p <= 0).any()) or bool((q <= 0).any()):
+        raise ValueError("p and q must be > 0 on the grid for the relative Fisher information")
+    gx, gy = torch.gradient((p / q).log(), spacing=(dx, dy))
+    return (p * (gx**2 + gy**2)).sum() * dx * dy
+
+
+def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
+    """Area under the ROC curve of a score that should be larger out of distribution:
+    ``P(S_out > S_in) + P(S_out = S_in) / 2`` over independent pairs (the Mann-Whitney statistic, by ranks)."""
+    check_tensor(scores_in, "scores_in", ndim=1)
+    check_tensor(scores_out, "scores_out", ndim=1)
+    check_same_device(scores_in=scores_in, scores_out=scores_out)
+    n_in, n_out = scores_in.numel(), scores_out.numel()
+    if n_in == 0 or n_out == 0:
+        raise ValueError(f"scores_in and scores_out must be non-empty, got {n_in} and {n_out} values")
+    both = torch.cat([scores_in, scores_out]).double()
+    ranks = torch.from_numpy(scipy.stats.rankdata(both.cpu().numpy()))  # average ranks for ties
+    return ((ranks[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out)).item()
 
 
 def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:

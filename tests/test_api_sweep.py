@@ -295,6 +295,13 @@ probes("metrics.renyi_grid", metrics.renyi_grid, lambda: {**grid_pq(), "alpha": 
 probes("metrics.w2", metrics.w2, lambda: {"x": T(5, 2), "y": T(6, 2, seed=1), "method": "sinkhorn"},
        x=bad_points(), y=bad_points(6), method=bad_choice(("exact", "sinkhorn")), reg=POSITIVE)
 probes("metrics.w2", metrics.w2, lambda: {"x": T(5, 2), "y": T(6, 2, seed=1)}, num_iter_max=bad_int())
+probes("metrics.relative_fisher_grid", metrics.relative_fisher_grid,
+       lambda: {"p": grid_pq()["p"], "q": grid_pq()["q"], "dx": 0.5, "dy": 0.5},
+       p=BAD_GRID["p"], q=st.one_of(BAD_GRID["q"], lazy(lambda: torch.zeros(4, 4, dtype=F64))), dx=POSITIVE,
+       dy=POSITIVE)
+probes("metrics.auroc", metrics.auroc, lambda: {"scores_in": T(5), "scores_out": T(6, seed=1)},
+       scores_in=st.one_of(bad_tensor((5,), wrong_shapes=((5, 2),)), st.just(torch.zeros(0, dtype=F64))),
+       scores_out=bad_tensor((6,), wrong_shapes=((6, 2),)))
 probes("metrics.mmd", metrics.mmd, lambda: {"x": T(5, 2), "y": T(6, 2, seed=1)},
        x=st.one_of(bad_points(), lazy(lambda: T(1, 2))), y=bad_points(6),
        bandwidth=bad_real(low=0.0, open_low=True, optional=True))
@@ -420,6 +427,12 @@ probes("pde.fokker_planck_1d", pde.fokker_planck_1d,
                 "times": [0.0, 0.1]},
        rho0=BAD_RHO1, grid=st.sampled_from([None, G2]), grad_potential=BAD_CALLABLE, diffusion=NONNEGATIVE,
        times=bad_times_sequence(), cfl=POSITIVE)
+probes("pde.fokker_planck_2d", pde.fokker_planck_2d,
+       lambda: {"rho0": torch.ones(8, 8, dtype=F64), "grid": G2, "grad_potential": lambda x: x, "diffusion": 1.0,
+                "times": [0.0, 0.01]},
+       rho0=st.one_of(bad_tensor((8, 8), wrong_shapes=((8, 7),)), lazy(lambda: -torch.ones(8, 8, dtype=F64))),
+       grid=st.sampled_from([None, G1]), grad_potential=st.one_of(BAD_CALLABLE, st.just(lambda x: x * math.nan)),
+       diffusion=NONNEGATIVE, times=bad_times_sequence(), cfl=POSITIVE)
 
 # plotting
 probes("plotting.plot_density", plotting.plot_density, lambda: {"values": torch.ones(8, 8), "grid": G2},
@@ -638,6 +651,15 @@ probes("energy.dsm_energy_loss", energy.dsm_energy_loss, lambda: {"energy": quad
        energy=BAD_ENERGY, x=bad_points(fixed_d=False), sigma=POSITIVE, generator=BAD_GENERATOR)
 probes("energy.ism_energy_loss", energy.ism_energy_loss, lambda: {"energy": quad_energy, "x": T(5, 2)},
        energy=BAD_ENERGY, x=bad_points(fixed_d=False))
+probes("energy.gibbs_grid", energy.gibbs_grid, lambda: {"energy": quad_energy, "grid": G2},
+       energy=st.one_of(BAD_ENERGY, st.just(lambda x: x[:, 0] * math.nan)), grid=st.sampled_from([None, G1, 3]))
+probes("energy.trace_gradient_flow", energy.trace_gradient_flow,
+       lambda: {"energy": quad_energy, "x0": T(5, 2), "log_rho0": T(5), "log_z": 1.0, "step": 0.1, "n_steps": 2},
+       energy=BAD_ENERGY, x0=bad_points(fixed_d=False), log_rho0=bad_tensor((5,), wrong_shapes=((4,), (5, 1))),
+       log_z=bad_real(), step=st.one_of(POSITIVE, st.just(1.0)), n_steps=bad_int(),
+       record_every=st.one_of(bad_int(), st.just(3)))
+probes("energy.ood_scores", energy.ood_scores, lambda: {"energy": quad_energy, "x": T(5, 2), "step": 0.1, "n_steps": 2},
+       energy=BAD_ENERGY, x=bad_points(fixed_d=False), step=POSITIVE, n_steps=bad_int())
 probes("energy.fit_energy", energy.fit_energy,
        lambda: {"energy": energy.EnergyMLP(2, hidden=4, n_layers=1), "sample": lambda s: torch.randn(*s, 2),
                 "n_steps": 1, "batch": 4, "progress": False},
@@ -674,6 +696,7 @@ EXEMPT = {
     "blocks.EVAL_SOLVER": "a constant",
     "compare.METHODS": "a constant",
     "compare.LEARNING_RATES": "a constant",
+    "energy.GradientFlowTrace": "a named tuple returned by energy.trace_gradient_flow",
 }
 
 

@@ -121,6 +121,66 @@ def test_bad_inputs_are_rejected() -> None:
 def test_energy_sampling_stays_on_the_gpu() -> None:
     u = E.EnergyMLP(2, hidden=16, n_layers=2).cuda()
     x = E.sample_energy(u, torch.randn(64, 2, device="cuda"), 0.01, 5)
+    trace = E.trace_gradient_flow(u, x, torch.zeros(64, device="cuda"), 0.0, 0.01, 2)
+    assert trace.points.device.type == trace.laplacian.device.type == "cuda"
+    assert all(s.device.type == "cuda" for s in E.ood_scores(u, x, 0.01, 2))
     lap, g = E.energy_laplacian(u, x)
     assert x.device.type == lap.device.type == g.device.type == "cuda"
     assert E.fit_energy(u, lambda s: torch.randn(*s, 2, device="cuda"), 3, batch=16, progress=False)
+
+
+def test_traced_gradient_flow_has_the_exact_gaussian_kl_and_ratio() -> None:
+    # U = |x|^2 / (2 s2), rho_0 = N(0, v0 I): the Euler steps keep the law N(0, v0 (1 - h/s2)^(2k) I)
+    s2, v0, h, k = 0.5, 2.0, 0.05, 20
+    law0 = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=F64), v0 * torch.eye(2, dtype=F64))
+    x0 = law0.sample((20_000,))
+    trace = E.trace_gradient_flow(quadratic(torch.zeros(2, dtype=F64), s2), x0, law0.log_prob(x0),
+                                  math.log(2 * math.pi * s2), h, k, record_every=5)
+    assert trace.points.shape == (5, 20_000, 2)
+    for j, est in enumerate(trace.kl):
+        v = v0 * (1 - h / s2) ** (2 * j)
+        assert est.within(v / s2 - 1 - math.log(v / s2), 4)
+        assert trace.ratio[j].item() == pytest.approx(s2 / v, rel=0.03)
+    with pytest.raises(ValueError, match="step"):  # I - h Hess U singular: the map folds
+        E.trace_gradient_flow(quadratic(torch.zeros(2, dtype=F64), s2), x0, law0.log_prob(x0), 0.0, s2, 1)
+
+
+def test_gibbs_grid_of_a_gaussian_energy() -> None:
+    grid = ft.pde.Grid2D.square(-6.0, 6.0, 120)
+    rho, log_z = E.gibbs_grid(quadratic(torch.tensor([0.5, -0.5], dtype=F64), 0.7), grid)
+    assert log_z == pytest.approx(math.log(2 * math.pi * 0.7), abs=1e-6)
+    assert (rho.sum() * grid.cell).item() == pytest.approx(1.0)
+
+
+def test_fokker_planck_2d_decays_a_shifted_gaussian_at_the_exact_rate() -> None:
+    # d_t rho = div(rho x / s2) + Laplace rho from N(m, s2 I): KL(rho_t || N(0, s2 I)) = |m|^2 e^{-2t/s2} / (2 s2)
+    grid = ft.pde.Grid2D.square(-6.0, 6.0, 96)
+    s2, m = 0.5, torch.tensor([1.5, 0.0], dtype=F64)
+    target = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=F64), s2 * torch.eye(2, dtype=F64))
+    start = torch.distributions.MultivariateNormal(m, s2 * torch.eye(2, dtype=F64))
+    q = target.log_prob(grid.points).exp().reshape(96, 96)
+    rho = ft.pde.fokker_planck_2d(start.log_prob(grid.points).exp().reshape(96, 96), grid, lambda x: x / s2, 1.0,
+                                  [0.0, 0.25, 0.5])
+    assert (rho[-1].sum() * grid.cell).item() == pytest.approx((rho[0].sum() * grid.cell).item(), rel=1e-12)
+    for t, r in zip((0.0, 0.25, 0.5), rho):
+        kl = ft.metrics.kl_grid(r, q, grid.cell).item()
+        assert kl == pytest.approx((m**2).sum().item() * math.exp(-2 * t / s2) / (2 * s2), rel=0.03)
+    # the log-Sobolev inequality with C = 1/s2 holds with equality along this solution
+    fisher = ft.metrics.relative_fisher_grid(rho[1], q, grid.x.dx, grid.y.dx).item()
+    assert 2 / s2 * ft.metrics.kl_grid(rho[1], q, grid.cell).item() / fisher == pytest.approx(1.0, abs=0.02)
+
+
+def test_auroc_against_pairwise_counting() -> None:
+    gen = torch.Generator().manual_seed(6)
+    a, b = torch.randn(300, generator=gen), torch.randn(200, generator=gen) + 0.5
+    brute = (b[None, :] > a[:, None]).double().mean().item()
+    assert ft.metrics.auroc(a, b) == pytest.approx(brute)
+    assert ft.metrics.auroc(torch.zeros(4), torch.zeros(3)) == pytest.approx(0.5)  # ties count one half
+
+
+def test_ood_scores_of_a_quadratic_energy() -> None:
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, -2.0]], dtype=F64)
+    s1, s2, s3 = E.ood_scores(quadratic(torch.zeros(2, dtype=F64), 1.0), x, 0.1, 3)
+    assert torch.allclose(s1, torch.tensor([0.0, 0.5, 2.0], dtype=F64))
+    assert torch.allclose(s2, torch.tensor([0.0, 1.0, 2.0], dtype=F64))
+    assert torch.allclose(s3, (1 - 0.9**3) * x.norm(dim=1))
