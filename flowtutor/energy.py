@@ -186,7 +186,8 @@ def trace_gradient_flow(energy: Energy, x0: torch.Tensor, log_rho0: torch.Tensor
     ``log rho_{k+1}(T x) = log rho_k(x) - log |det(I - h Hess U(x))|`` (eq. ``ch6-discrete-cov``, the discrete form of
     ``d log rho / dt = Laplace U``), and ``KL(rho_k || rho*) = E_{rho_k}[log rho_k + U + log Z]`` is a plain average.
     ``x0`` are samples of ``rho_0`` and ``log_rho0`` their log-densities; ``log_z`` the energy's log-normaliser.
-    Written by hand: chapter 6 teaches this tracking. Raises ``ValueError`` if the map folds (``det <= 0``)."""
+    Written by hand: chapter 6 teaches this tracking. Raises ``ValueError`` if the map stops being one-to-one
+    (``h lambda_max(Hess U) >= 1`` at some particle)."""
     check_callable(energy, "energy")
     check_points(x0, "x0")
     check_tensor(log_rho0, "log_rho0", ndim=1)
@@ -217,10 +218,10 @@ def trace_gradient_flow(energy: Energy, x0: torch.Tensor, log_rho0: torch.Tensor
             points.append(x)
         if k == n_steps:
             break
-        sign, logdet = torch.linalg.slogdet(eye - h * hess)
-        if bool((sign <= 0).any()):
-            raise ValueError(f"the Euler map folds at step {k} (det(I - h Hess U) <= 0); lower step (now {h})")
-        log_rho, x = log_rho - logdet, x - h * g
+        hess = (hess + hess.transpose(1, 2)) / 2  # a Hessian, symmetric up to round-off
+        if bool((torch.linalg.eigvalsh(h * hess)[:, -1] >= 1).any()):
+            raise ValueError(f"the Euler map folds at step {k} (h lambda_max(Hess U) >= 1); lower step (now {h})")
+        log_rho, x = log_rho - torch.linalg.slogdet(eye - h * hess)[1], x - h * g
     return GradientFlowTrace(torch.stack(points), kls, torch.stack(laps), torch.stack(grads))
 
 
@@ -322,7 +323,7 @@ def dsm_energy_loss(energy: Energy, x: torch.Tensor, sigma: float, *, generator:
 
 def ism_energy_loss(energy: Energy, x: torch.Tensor) -> torch.Tensor:
     """Implicit score matching (Hyvarinen 2005, eq. ``ch6-ism``) for the score ``-grad U``:
-    ``E[|grad U|^2 / 2 - Laplace U]``, equal to the Fisher divergence to the data up to a constant."""
+    ``E[|grad U|^2 / 2 - Laplace U]``, equal to half the Fisher divergence to the data up to a constant."""
     lap, g = energy_laplacian(energy, x, create_graph=True)
     return ((g**2).sum(1) / 2 - lap).mean()
 

@@ -173,7 +173,7 @@ def renyi_grid(p: torch.Tensor, q: torch.Tensor, cell: float, alpha: float) -> t
 
 def relative_fisher_grid(p: torch.Tensor, q: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
     """``I(p || q) = int p |grad log(p / q)|^2`` (eq. ``ch6-fisher``) on a 2-D grid ``(nx, ny)`` of spacings ``dx, dy``,
-    by centred differences of ``log(p / q)``; ``p, q > 0`` on the grid."""
+    by centred differences of ``log(p / q)`` (one-sided at the edges); ``p, q > 0`` on the grid."""
     _check_grid(p, q, check_positive(dx, "dx") * check_positive(dy, "dy"))
     check_tensor(p, "p", ndim=2)
     if bool((p <= 0).any()) or bool((q <= 0).any()):

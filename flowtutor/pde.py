@@ -252,7 +252,9 @@ def fokker_planck_2d(rho0: torch.Tensor, grid: Grid2D, grad_potential: Callable[
 
     As :func:`fokker_planck_1d`, face by face: the drift flux upwind (MUSCL), the diffusive flux centred, zero flux
     through the boundary (mass conserved to round-off). ``grad_potential`` maps points ``(m, 2)`` to ``grad V``
-    ``(m, 2)``; ``rho0`` is ``(nx, ny)``. Returns ``(T, nx, ny)``.
+    ``(m, 2)`` (a time-independent potential, evaluated once at the faces); ``rho0`` is ``(nx, ny)``. Returns
+    ``(T, nx, ny)``. The scheme is not well-balanced: its stationary state is close to, not exactly, the grid Gibbs
+    density ``exp(-V / D)``.
     """
     _check_density(rho0, grid, Grid2D)
     check_callable(grad_potential, "grad_potential")
@@ -263,8 +265,13 @@ def fokker_planck_2d(rho0: torch.Tensor, grid: Grid2D, grad_potential: Callable[
     xf = torch.stack(torch.meshgrid(ex, cy, indexing="ij"), -1).reshape(-1, 2)
     yf = torch.stack(torch.meshgrid(cx, ey, indexing="ij"), -1).reshape(-1, 2)
     with torch.no_grad():
-        ax = -grad_potential(xf)[:, 0].reshape(grid.x.n + 1, grid.y.n)
-        ay = -grad_potential(yf)[:, 1].reshape(grid.x.n, grid.y.n + 1)
+        gx, gy = grad_potential(xf), grad_potential(yf)
+    for faces, values in ((xf, gx), (yf, gy)):
+        if not isinstance(values, torch.Tensor) or values.shape != faces.shape:
+            got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ValueError(f"grad_potential must map points (m, 2) to (m, 2), got {got} for m = {faces.shape[0]}")
+    ax = -gx[:, 0].reshape(grid.x.n + 1, grid.y.n)
+    ay = -gy[:, 1].reshape(grid.x.n, grid.y.n + 1)
     if not (bool(torch.isfinite(ax).all()) and bool(torch.isfinite(ay).all())):
         raise ValueError("grad_potential returned NaN or infinite values on the grid faces")
     ax[0], ax[-1], ay[:, 0], ay[:, -1] = 0.0, 0.0, 0.0, 0.0  # closed boundary

@@ -184,3 +184,21 @@ def test_ood_scores_of_a_quadratic_energy() -> None:
     assert torch.allclose(s1, torch.tensor([0.0, 0.5, 2.0], dtype=F64))
     assert torch.allclose(s2, torch.tensor([0.0, 1.0, 2.0], dtype=F64))
     assert torch.allclose(s3, (1 - 0.9**3) * x.norm(dim=1))
+
+
+def test_traced_gradient_flow_on_an_anisotropic_rotated_quadratic() -> None:
+    # U = x^T A x / 2 with a full A: the Euler map x -> M x, M = I - h A, keeps the law N(0, M S M^T)
+    a = torch.tensor([[3.0, 1.2], [1.2, 1.0]], dtype=F64)
+    s0, h, k = torch.tensor([[2.0, -0.5], [-0.5, 1.0]], dtype=F64), 0.1, 6
+    law0 = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=F64), s0)
+    x0 = law0.sample((40_000,))
+    log_z = math.log(2 * math.pi) - 0.5 * torch.logdet(a).item()
+    trace = E.trace_gradient_flow(lambda x: 0.5 * ((x @ a) * x).sum(1), x0, law0.log_prob(x0), log_z, h, k)
+    target = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=F64), torch.linalg.inv(a))
+    m, s = torch.eye(2, dtype=F64) - h * a, s0
+    for j in range(k + 1):
+        exact = torch.distributions.kl_divergence(torch.distributions.MultivariateNormal(torch.zeros(2, dtype=F64), s),
+                                                  target).item()
+        assert trace.kl[j].within(exact, 4)
+        assert trace.laplacian[j].item() == pytest.approx(torch.trace(a).item())
+        s = m @ s @ m.T
