@@ -151,8 +151,9 @@ def sample_energy(energy: Energy, x0: torch.Tensor, step: float, n_steps: int, *
 
 
 def gibbs_grid(energy: Energy, grid: Grid2D) -> tuple[torch.Tensor, float]:
-    """``(rho*, log Z)`` on a 2-D grid: the Gibbs density ``exp(-U) / Z`` at the cell centres, shape ``(nx, ny)``,
-    with ``Z`` by the midpoint rule (eq. ``ch6-gibbs``; the mass outside the grid is neglected)."""
+    """``(rho*, log Z)`` on a 2-D grid (built on the energy's device and dtype): the Gibbs density ``exp(-U) / Z`` at
+    the cell centres, shape ``(nx, ny)``, with ``Z`` by the midpoint rule (eq. ``ch6-gibbs``; the mass outside the grid
+    is neglected)."""
     check_callable(energy, "energy")
     if not isinstance(grid, Grid2D):
         raise TypeError(f"grid must be a flowtutor.pde.Grid2D, got {type(grid).__name__}")
