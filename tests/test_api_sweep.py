@@ -472,7 +472,7 @@ def neuron():
 BAD_W = bad_tensor((2,), wrong_shapes=((3,),))
 probes("control.ReLUNeuron", control.ReLUNeuron,
        lambda: {"w": torch.tensor([1.0, 0.5], dtype=F64), "a": torch.tensor([1.0, 0.0], dtype=F64), "b": 0.2},
-       w=st.one_of(BAD_W, lazy(lambda: torch.tensor([0.0, 1.0], dtype=F64))), a=BAD_W, b=bad_real())
+       w=BAD_W, a=BAD_W, b=bad_real())
 for method in ("flow_map", "inverse_map"):
     probes(f"control.ReLUNeuron.{method}", lambda method=method, **kw: getattr(neuron(), method)(**kw),
            lambda: {"x": T(5, 2), "t": 0.5}, x=bad_points(), t=bad_real())

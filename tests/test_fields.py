@@ -20,8 +20,14 @@ def test_relu_neuron_closed_form_matches_odeflow(gen):
     y = neuron.flow_map(x0, 0.7)
     assert torch.allclose(ODEFlow(neuron, rtol=1e-9, atol=1e-9).log_prob(y, base, 0.0, 0.7),
                           neuron.log_density(base.log_prob, y, 0.7), atol=1e-6)
-    with pytest.raises(ValueError, match="<w, a> must be non-zero"):
-        ReLUNeuron(torch.tensor([1.0, 0.0], **D), torch.tensor([0.0, 1.0], **D), 0.0)
+    # <w, a> = 0: the shear x + t w s_+(x), volume-preserving, and the limit of <w, a> -> 0
+    shear = ReLUNeuron(torch.tensor([1.0, 0.0], **D), torch.tensor([0.0, 1.0], **D), 0.2)
+    s = (x0[:, 1] + 0.2).clamp_min(0)
+    assert torch.allclose(shear.flow_map(x0, 0.7), x0 + 0.7 * s[:, None] * torch.tensor([1.0, 0.0], **D))
+    assert torch.allclose(ODEFlow(shear, rtol=1e-9, atol=1e-9).push(x0, 0.0, 0.7), shear.flow_map(x0, 0.7), atol=1e-6)
+    assert torch.allclose(shear.log_density(base.log_prob, x0, 0.7), base.log_prob(shear.inverse_map(x0, 0.7)))
+    near = ReLUNeuron(torch.tensor([1.0, 1e-7], **D), torch.tensor([0.0, 1.0], **D), 0.2)
+    assert torch.allclose(near.flow_map(x0, 0.7), shear.flow_map(x0, 0.7), atol=1e-6)
 
 
 def test_velocity_mlp_shapes_and_dtype():
