@@ -18,9 +18,20 @@ import math
 
 import torch
 
-from ._checks import check_callable, check_points, check_real, check_same_device, check_tensor
+from collections.abc import Callable, Sequence
 
-__all__ = ["ReLUNeuron"]
+from ._checks import (
+    check_callable,
+    check_device,
+    check_dtype,
+    check_points,
+    check_positive,
+    check_real,
+    check_same_device,
+    check_tensor,
+)
+
+__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "tail_control_1d"]
 
 
 class ReLUNeuron:
@@ -72,3 +83,115 @@ class ReLUNeuron:
         check_callable(base_log_prob, "base_log_prob")
         inside = (self.activation(x) > 0).to(x.dtype)
         return base_log_prob(self.inverse_map(x, t)) - t * self.c * inside
+
+
+class ControlSequence:
+    """Piecewise-constant controls: neuron ``k`` acts for ``durations[k]``, one after the other (``T = sum`` of them).
+
+    The flow map is the composition of the neurons' closed-form maps, and the density at ``T`` follows by applying
+    :meth:`ReLUNeuron.log_density` neuron by neuron, starting from the base density.
+    """
+
+    def __init__(self, neurons: Sequence[ReLUNeuron], durations: Sequence[float]):
+        for name, value in (("neurons", neurons), ("durations", durations)):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"{name} must be a list or tuple, got {type(value).__name__}")
+        self.neurons = list(neurons)
+        for i, n in enumerate(self.neurons):
+            if not isinstance(n, ReLUNeuron):
+                raise TypeError(f"neurons[{i}] must be a ReLUNeuron, got {type(n).__name__}")
+        self.durations = [check_positive(t, f"durations[{i}]") for i, t in enumerate(durations)]
+        if len(self.durations) != len(self.neurons) or not self.neurons:
+            raise ValueError(f"neurons and durations must be non-empty and of equal length, got {len(self.neurons)} "
+                             f"and {len(self.durations)}")
+
+    @property
+    def n_switches(self) -> int:
+        """The number of constant pieces of ``theta``."""
+        return len(self.neurons)
+
+    @property
+    def horizon(self) -> float:
+        return sum(self.durations)
+
+    def __add__(self, other: "ControlSequence") -> "ControlSequence":
+        return ControlSequence(self.neurons + other.neurons, self.durations + other.durations)
+
+    def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The field ``v(t, x)`` of the piece active at time ``t`` (right-continuous)."""
+        elapsed = 0.0
+        for neuron, tau in zip(self.neurons, self.durations):
+            elapsed += tau
+            if float(t.detach() if isinstance(t, torch.Tensor) else t) < elapsed:
+                return neuron(t, x)
+        return self.neurons[-1](t, x)
+
+    def flow_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Where the points ``x`` at time 0 are at time ``T``."""
+        for neuron, tau in zip(self.neurons, self.durations):
+            x = neuron.flow_map(x, tau)
+        return x
+
+    def inverse_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Where the points ``x`` at time ``T`` started."""
+        for neuron, tau in zip(reversed(self.neurons), reversed(self.durations)):
+            x = neuron.inverse_map(x, tau)
+        return x
+
+    def log_density(self, base_log_prob: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``log rho_T(x)`` for the base density ``rho_B`` given by ``base_log_prob`` (closed form, neuron by neuron)."""
+        check_callable(base_log_prob, "base_log_prob")
+        log_prob = base_log_prob
+        for neuron, tau in zip(self.neurons, self.durations):
+            log_prob = (lambda y, n=neuron, f=log_prob, t=tau: n.log_density(f, y, t))
+        return log_prob(x)
+
+
+def _neuron_1d(w: float, a: float, b: float, like: torch.Tensor) -> ReLUNeuron:
+    kw = {"dtype": like.dtype, "device": like.device}
+    return ReLUNeuron(torch.tensor([w], **kw), torch.tensor([a], **kw), b)
+
+
+def tv_control_1d(base_quantiles: torch.Tensor, target_quantiles: torch.Tensor, duration: float = 1.0) -> ControlSequence:
+    """Step 1 of the construction of chapter 7: controls that move the base quantiles ``p_0 < ... < p_K`` onto the
+    target quantiles ``q_0 < ... < q_K`` at the same levels, each block ``[p_{i-1}, p_i]`` affinely onto ``[q_{i-1}, q_i]``.
+
+    A translation (``a = 0``) takes ``p_0`` to ``q_0``; then, for ``i = 1..K``, the neuron ``w (x - q_{i-1})_+`` dilates or
+    compresses the half-line right of ``q_{i-1}`` about ``q_{i-1}`` by the factor ``m_i / m_{i-1}`` (``m_i`` the slope of
+    block ``i``, ``m_0 = 1``), leaving the blocks already placed, on its left, untouched: ``K + 1`` switches, each of
+    duration ``duration / (K + 1)``. Mass left of ``p_0`` is only translated; mass right of ``p_K`` follows the last block.
+    """
+    p = check_tensor(base_quantiles, "base_quantiles", ndim=1)
+    q = check_tensor(target_quantiles, "target_quantiles", ndim=1)
+    if p.shape != q.shape or p.numel() < 2:
+        raise ValueError(f"base_quantiles and target_quantiles must have the same length >= 2, got {p.numel()} and "
+                         f"{q.numel()}")
+    check_same_device(base_quantiles=p, target_quantiles=q)
+    for name, v in (("base_quantiles", p), ("target_quantiles", q)):
+        if not bool((v[1:] > v[:-1]).all()):
+            raise ValueError(f"{name} must be strictly increasing")
+    total = check_positive(duration, "duration")
+    k = p.numel() - 1
+    tau = total / (k + 1)
+    slopes = ((q[1:] - q[:-1]) / (p[1:] - p[:-1])).tolist()
+    neurons = [_neuron_1d((q[0] - p[0]).item() / tau, 0.0, 1.0, p)]  # a = 0: the constant field, a translation
+    previous = 1.0
+    for i in range(k):
+        neurons.append(_neuron_1d(math.log(slopes[i] / previous) / tau, 1.0, -q[i].item(), p))
+        previous = slopes[i]
+    return ControlSequence(neurons, [tau] * (k + 1))
+
+
+def tail_control_1d(radius: float, factor: float, duration: float = 1.0, *, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str = "cpu") -> ControlSequence:
+    """Step 2 of the construction of chapter 7, in one dimension: dilate the half-lines ``x > R`` and ``x < -R`` about ``+-R`` by ``factor``
+    (one switch per face of ``[-R, R]``, each of half the duration), leaving ``[-R, R]`` untouched. A Gaussian tail of
+    standard deviation ``s`` beyond ``R`` becomes one of standard deviation ``factor * s``."""
+    r = check_positive(radius, "radius")
+    f = check_positive(factor, "factor")
+    total = check_positive(duration, "duration")
+    like = torch.zeros(1, dtype=check_dtype(dtype), device=check_device(device))
+    rate = 2 * math.log(f) / total
+    right = _neuron_1d(rate, 1.0, -r, like)  # w (x - R)_+
+    left = _neuron_1d(-rate, -1.0, -r, like)  # -w (-x - R)_+: moves x < -R outwards
+    return ControlSequence([right, left], [total / 2, total / 2])

@@ -49,6 +49,7 @@ __all__ = [
     "chi2_grid",
     "renyi_grid",
     "relative_fisher_grid",
+    "reverse_pinsker_bound",
     "auroc",
     "w2",
     "mmd",
@@ -180,6 +181,19 @@ def relative_fisher_grid(p: torch.Tensor, q: torch.Tensor, dx: float, dy: float)
         raise ValueError("p and q must be > 0 on the grid for the relative Fisher information")
     gx, gy = torch.gradient((p / q).log(), spacing=(dx, dy))
     return (p * (gx**2 + gy**2)).sum() * dx * dy
+
+
+def reverse_pinsker_bound(tv: float, ratio_max: float) -> float:
+    """The reverse Pinsker inequality: ``KL(mu || nu) <= log M / (1 - 1/M) * TV(mu, nu)`` for ``M = sup dmu/dnu``
+    and ``TV = (1/2) ||mu - nu||_1`` (chapter 7; the factor is ``M log M / (M - 1)``, equal to 1 at ``M = 1``)."""
+    tv = check_nonnegative(tv, "tv")
+    m = check_real(ratio_max, "ratio_max")
+    if not (m >= 1.0 and math.isfinite(m)):
+        raise ValueError(f"ratio_max must be a finite sup of dmu/dnu, which is >= 1, got {ratio_max}")
+    if tv > 1.0:
+        raise ValueError(f"tv must be a total variation distance in [0, 1], got {tv}")
+    factor = 1.0 if m - 1.0 < 1e-12 else m * math.log(m) / (m - 1.0)
+    return factor * tv
 
 
 def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:

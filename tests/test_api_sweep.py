@@ -299,6 +299,8 @@ probes("metrics.relative_fisher_grid", metrics.relative_fisher_grid,
        lambda: {"p": grid_pq()["p"], "q": grid_pq()["q"], "dx": 0.5, "dy": 0.5},
        p=BAD_GRID["p"], q=st.one_of(BAD_GRID["q"], lazy(lambda: torch.zeros(4, 4, dtype=F64))), dx=POSITIVE,
        dy=POSITIVE)
+probes("metrics.reverse_pinsker_bound", metrics.reverse_pinsker_bound, lambda: {"tv": 0.1, "ratio_max": 3.0},
+       tv=UNIT, ratio_max=bad_real(also=(0.5, -2.0)))
 probes("metrics.auroc", metrics.auroc, lambda: {"scores_in": T(5), "scores_out": T(6, seed=1)},
        scores_in=st.one_of(bad_tensor((5,), wrong_shapes=((5, 2),)), st.just(torch.zeros(0, dtype=F64))),
        scores_out=bad_tensor((6,), wrong_shapes=((6, 2),)))
@@ -482,6 +484,31 @@ probes("control.ReLUNeuron.log_density", lambda **kw: neuron().log_density(**kw)
 for method in ("divergence", "activation"):
     probes(f"control.ReLUNeuron.{method}", lambda method=method, **kw: getattr(neuron(), method)(**kw),
            lambda: {"x": T(5, 2)}, x=bad_points())
+
+SEQ_NEURONS = [control.ReLUNeuron(torch.ones(1, dtype=F64), torch.ones(1, dtype=F64), 0.0)]
+probes("control.ControlSequence", control.ControlSequence, lambda: {"neurons": SEQ_NEURONS, "durations": [0.5]},
+       neurons=st.sampled_from([[], [3], None]), durations=st.sampled_from([[], [-1.0], [0.5, 0.5], [math.nan], "a"]))
+
+
+def sequence():
+    return control.ControlSequence([neuron(), neuron()], [0.3, 0.2])
+
+
+for method in ("flow_map", "inverse_map"):
+    probes(f"control.ControlSequence.{method}", lambda method=method, **kw: getattr(sequence(), method)(**kw),
+           lambda: {"x": T(5, 2)}, x=bad_points())
+probes("control.ControlSequence.log_density", lambda **kw: sequence().log_density(**kw),
+       lambda: {"base_log_prob": STD_NORMAL.log_prob, "x": T(5, 2)}, base_log_prob=BAD_CALLABLE, x=bad_points())
+QUANTILES = lambda: torch.tensor([-1.0, 0.0, 1.0], dtype=F64)  # noqa: E731
+probes("control.tv_control_1d", control.tv_control_1d,
+       lambda: {"base_quantiles": QUANTILES(), "target_quantiles": 2 * QUANTILES()},
+       base_quantiles=st.one_of(bad_tensor((3,), wrong_shapes=((2,), (3, 1))),
+                                lazy(lambda: torch.tensor([0.0, 0.0, 1.0], dtype=F64))),
+       target_quantiles=st.one_of(bad_tensor((3,), wrong_shapes=((4,),)),
+                                  lazy(lambda: torch.tensor([1.0, 0.0, 2.0], dtype=F64))),
+       duration=POSITIVE)
+probes("control.tail_control_1d", control.tail_control_1d, lambda: {"radius": 2.0, "factor": 1.5},
+       radius=POSITIVE, factor=POSITIVE, duration=POSITIVE, dtype=BAD_DTYPE, device=BAD_DEVICE)
 
 # matching
 

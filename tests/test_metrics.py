@@ -101,3 +101,17 @@ def test_metrics_on_cuda():
     assert metrics.mmd(x, y).device.type == "cuda"
     p = torch.softmax(torch.randn(10, device=dev), 0)
     assert metrics.kl_grid(p, p, 1.0).abs().item() < 1e-6
+
+
+def test_reverse_pinsker_bound_holds_and_is_tight_for_two_points() -> None:
+    gen = torch.Generator().manual_seed(11)
+    for _ in range(200):  # random discrete pairs
+        nu = torch.rand(6, generator=gen, dtype=torch.float64) + 0.05
+        mu = torch.rand(6, generator=gen, dtype=torch.float64) + 0.05
+        nu, mu = nu / nu.sum(), mu / mu.sum()
+        kl = (mu * (mu / nu).log()).sum().item()
+        tv = 0.5 * (mu - nu).abs().sum().item()
+        assert kl <= metrics.reverse_pinsker_bound(tv, (mu / nu).max().item()) + 1e-12
+    for m in (1.5, 4.0, 50.0):  # mu = delta_0, nu = (1/M, 1 - 1/M): equality
+        assert metrics.reverse_pinsker_bound(1 - 1 / m, m) == pytest.approx(math.log(m))
+    assert metrics.reverse_pinsker_bound(0.0, 1.0) == 0.0
