@@ -31,7 +31,7 @@ from ._checks import (
     check_tensor,
 )
 
-__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "tail_control_1d"]
+__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "tail_control_1d", "XLogXField"]
 
 
 class ReLUNeuron:
@@ -195,3 +195,32 @@ def tail_control_1d(radius: float, factor: float, duration: float = 1.0, *, dtyp
     right = _neuron_1d(rate, 1.0, -r, like)  # w (x - R)_+
     left = _neuron_1d(-rate, -1.0, -r, like)  # -w (-x - R)_+: moves x < -R outwards
     return ControlSequence([right, left], [total / 2, total / 2])
+
+
+class XLogXField:
+    """The one-dimensional field ``v(x) = -x log x`` for ``x > 1`` and 0 elsewhere: locally but not globally Lipschitz.
+
+    Its flow is ``Phi_t(x) = x^{e^{-t}}`` for ``x > 1`` (``log Phi_t(x) = e^{-t} log x``), and the density is
+    ``rho_t(y) = e^t rho_B(y^{e^t}) y^{e^t - 1}`` for ``y > 1``, ``rho_B(y)`` elsewhere: tails of ``e^{-|x|^p}`` become
+    tails of ``e^{-|x|^{p e^t}}``. Points are ``(n, 1)``.
+    """
+
+    def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x > 1, -x * torch.log(x.clamp_min(1.0)), torch.zeros_like(x))
+
+    def flow_map(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """``x^{e^{-t}}`` for ``x > 1``, ``x`` elsewhere (``t`` may be negative: the inverse map)."""
+        check_points(x, "x", d=1)
+        t = check_real(t, "t")
+        return torch.where(x > 1, x.clamp_min(1.0) ** math.exp(-t), x)
+
+    def log_density(self, base_log_prob: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, t: float) -> torch.Tensor:
+        """``log rho_t(x)`` for the base density given by ``base_log_prob`` on points ``(n, 1)``."""
+        check_callable(base_log_prob, "base_log_prob")
+        check_points(x, "x", d=1)
+        t = check_real(t, "t")
+        y = x[:, 0]
+        outside = y > 1
+        back = self.flow_map(x, -t)
+        log_jac = torch.where(outside, t + (math.exp(t) - 1) * torch.log(y.clamp_min(1.0)), torch.zeros_like(y))
+        return base_log_prob(back) + log_jac

@@ -510,6 +510,13 @@ probes("control.tv_control_1d", control.tv_control_1d,
 probes("control.tail_control_1d", control.tail_control_1d, lambda: {"radius": 2.0, "factor": 1.5},
        radius=POSITIVE, factor=POSITIVE, duration=POSITIVE, dtype=BAD_DTYPE, device=BAD_DEVICE)
 
+for method in ("flow_map",):
+    probes(f"control.XLogXField.{method}", lambda method=method, **kw: getattr(control.XLogXField(), method)(**kw),
+           lambda: {"x": T(5, 1), "t": 0.5}, x=bad_points(d=1), t=bad_real())
+probes("control.XLogXField.log_density", lambda **kw: control.XLogXField().log_density(**kw),
+       lambda: {"base_log_prob": lambda y: -y[:, 0] ** 2, "x": T(5, 1), "t": 0.5}, base_log_prob=BAD_CALLABLE,
+       x=bad_points(d=1), t=bad_real())
+
 # matching
 
 
