@@ -153,7 +153,7 @@ def _neuron_1d(w: float, a: float, b: float, like: torch.Tensor) -> ReLUNeuron:
 
 
 def tv_control_1d(base_quantiles: torch.Tensor, target_quantiles: torch.Tensor, duration: float = 1.0) -> ControlSequence:
-    """Step 1 of the construction of chapter 7: controls that move the base quantiles ``p_0 < ... < p_K`` onto the
+    """Step 1 of the construction (eq. ``ch7-pl-map``): controls that move the base quantiles ``p_0 < ... < p_K`` onto the
     target quantiles ``q_0 < ... < q_K`` at the same levels, each block ``[p_{i-1}, p_i]`` affinely onto ``[q_{i-1}, q_i]``.
 
     A translation (``a = 0``) takes ``p_0`` to ``q_0``; then, for ``i = 1..K``, the neuron ``w (x - q_{i-1})_+`` dilates or
@@ -184,7 +184,7 @@ def tv_control_1d(base_quantiles: torch.Tensor, target_quantiles: torch.Tensor, 
 
 def tail_control_1d(radius: float, factor: float, duration: float = 1.0, *, dtype: torch.dtype = torch.float64,
                     device: torch.device | str = "cpu") -> ControlSequence:
-    """Step 2 of the construction of chapter 7, in one dimension: dilate the half-lines ``x > R`` and ``x < -R`` about ``+-R`` by ``factor``
+    """Step 2 in one dimension (eq. ``ch7-tail``): dilate the half-lines ``x > R`` and ``x < -R`` about ``+-R`` by ``factor``
     (one switch per face of ``[-R, R]``, each of half the duration), leaving ``[-R, R]`` untouched. A Gaussian tail of
     standard deviation ``s`` beyond ``R`` becomes one of standard deviation ``factor * s``."""
     r = check_positive(radius, "radius")
@@ -198,9 +198,9 @@ def tail_control_1d(radius: float, factor: float, duration: float = 1.0, *, dtyp
 
 
 class XLogXField:
-    """The one-dimensional field ``v(x) = -x log x`` for ``x > 1`` and 0 elsewhere: locally but not globally Lipschitz.
+    """The field ``v(x) = -x log x`` for ``x > 1``, 0 elsewhere, in one dimension: locally but not globally Lipschitz.
 
-    Its flow is ``Phi_t(x) = x^{e^{-t}}`` for ``x > 1`` (``log Phi_t(x) = e^{-t} log x``), and the density is
+    Its flow is ``Phi_t(x) = x^{e^{-t}}`` for ``x > 1`` (eq. ``ch7-xlogx``), and the density is
     ``rho_t(y) = e^t rho_B(y^{e^t}) y^{e^t - 1}`` for ``y > 1``, ``rho_B(y)`` elsewhere: tails of ``e^{-|x|^p}`` become
     tails of ``e^{-|x|^{p e^t}}``. Points are ``(n, 1)``.
     """

@@ -185,7 +185,7 @@ def relative_fisher_grid(p: torch.Tensor, q: torch.Tensor, dx: float, dy: float)
 
 def reverse_pinsker_bound(tv: float, ratio_max: float) -> float:
     """The reverse Pinsker inequality: ``KL(mu || nu) <= log M / (1 - 1/M) * TV(mu, nu)`` for ``M = sup dmu/dnu``
-    and ``TV = (1/2) ||mu - nu||_1`` (chapter 7; the factor is ``M log M / (M - 1)``, equal to 1 at ``M = 1``)."""
+    and ``TV = (1/2) ||mu - nu||_1`` (eq. ``ch7-reverse-pinsker``; the factor is ``M log M / (M - 1)``, 1 at ``M = 1``)."""
     tv = check_nonnegative(tv, "tv")
     m = check_real(ratio_max, "ratio_max")
     if not (m >= 1.0 and math.isfinite(m)):
