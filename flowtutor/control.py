@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ from ._checks import (
     check_callable,
     check_device,
     check_dtype,
+    check_int,
+    check_interval,
     check_points,
     check_positive,
     check_real,
@@ -31,7 +34,7 @@ from ._checks import (
     check_tensor,
 )
 
-__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "tail_control_1d", "XLogXField"]
+__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "tv_control_to_eps", "tail_control_1d", "XLogXField"]
 
 
 class ReLUNeuron:
@@ -180,6 +183,51 @@ def tv_control_1d(base_quantiles: torch.Tensor, target_quantiles: torch.Tensor, 
         neurons.append(_neuron_1d(math.log(slopes[i] / previous) / tau, 1.0, -q[i].item(), p))
         previous = slopes[i]
     return ControlSequence(neurons, [tau] * (k + 1))
+
+
+def tv_control_to_eps(base: torch.distributions.Distribution, target_density: torch.Tensor, points: torch.Tensor,
+                      eps: float, *, tail_mass: float | None = None, duration: float = 1.0,
+                      max_blocks: int = 4096) -> tuple[ControlSequence, int, float]:
+    """Step 1 as an algorithm: double the number of equal-mass blocks ``K`` until the controls of :func:`tv_control_1d`
+    bring ``base`` (a 1-D distribution with ``icdf``) within ``eps`` of the target in ``L^1``.
+
+    The target is given by its density values on the increasing, equally spaced ``points``; quantiles come from its
+    cumulative (trapezoid) distribution, and the ``L^1`` error is measured by quadrature of the pushed density on the same
+    points. The blocks cover the levels ``[alpha/2, 1 - alpha/2]``, ``alpha = tail_mass`` (default ``eps / 10``).
+    Returns ``(controls, K, L1 error)``; raises ``ValueError`` if ``max_blocks`` blocks do not suffice."""
+    if not isinstance(base, torch.distributions.Distribution):
+        raise TypeError(f"base must be a torch.distributions.Distribution, got {type(base).__name__}")
+    x = check_tensor(points, "points", ndim=1)
+    rho = check_tensor(target_density, "target_density", ndim=1)
+    if rho.shape != x.shape or x.numel() < 3:
+        raise ValueError(f"target_density must hold one value per point (at least 3), got {rho.numel()} and {x.numel()}")
+    if not bool((x[1:] > x[:-1]).all()):
+        raise ValueError("points must be strictly increasing")
+    if bool((rho < 0).any()):
+        raise ValueError("target_density must be non-negative")
+    e = check_interval(eps, "eps", 0.0, 2.0, open_low=True)
+    alpha = e / 10 if tail_mass is None else check_interval(tail_mass, "tail_mass", 0.0, 1.0, open_low=True,
+                                                              open_high=True)
+    check_int(max_blocks, "max_blocks", minimum=2)
+    dx = (x[1:] - x[:-1])
+    cdf = torch.cat([torch.zeros(1, dtype=x.dtype, device=x.device), torch.cumsum((rho[1:] + rho[:-1]) / 2 * dx, 0)])
+    rho_n, cdf = rho / cdf[-1], cdf / cdf[-1]
+
+    def quantiles(levels: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.interp(levels.cpu().numpy(), cdf.cpu().numpy(), x.cpu().numpy())).to(x)
+
+    k = 2
+    while True:
+        levels = alpha / 2 + (1 - alpha) * torch.arange(k + 1, dtype=x.dtype, device=x.device) / k
+        seq = tv_control_1d(base.icdf(levels), quantiles(levels), duration)
+        pushed = seq.log_density(lambda y: base.log_prob(y[:, 0]), x[:, None]).exp()
+        # the mass pushed off the points counts too (the target has none there)
+        err = (torch.trapezoid((pushed - rho_n).abs(), x) + (1 - torch.trapezoid(pushed, x)).clamp_min(0)).item()
+        if err < e:
+            return seq, k, err
+        if 2 * k > max_blocks:
+            raise ValueError(f"{k} blocks give an L1 error of {err:.3g} > eps = {e}; raise max_blocks or eps")
+        k *= 2
 
 
 def tail_control_1d(radius: float, factor: float, duration: float = 1.0, *, dtype: torch.dtype = torch.float64,

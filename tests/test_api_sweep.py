@@ -507,6 +507,15 @@ probes("control.tv_control_1d", control.tv_control_1d,
        target_quantiles=st.one_of(bad_tensor((3,), wrong_shapes=((4,),)),
                                   lazy(lambda: torch.tensor([1.0, 0.0, 2.0], dtype=F64))),
        duration=POSITIVE)
+LINE = torch.linspace(-6.0, 6.0, 241, dtype=F64)
+probes("control.tv_control_to_eps", control.tv_control_to_eps,
+       lambda: {"base": torch.distributions.Normal(torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64)),
+                "target_density": torch.exp(-LINE**2), "points": LINE, "eps": 0.5},
+       base=BAD_DIST, target_density=st.one_of(bad_tensor((241,), wrong_shapes=((240,),)),
+                                               lazy(lambda: -torch.ones(241, dtype=F64))),
+       points=st.one_of(bad_tensor((241,), wrong_shapes=((241, 1),)), lazy(lambda: LINE.flip(0))),
+       eps=bad_real(low=0.0, high=2.0), tail_mass=bad_real(low=0.0, high=1.0, optional=True),
+       duration=POSITIVE, max_blocks=bad_int(2))
 probes("control.tail_control_1d", control.tail_control_1d, lambda: {"radius": 2.0, "factor": 1.5},
        radius=POSITIVE, factor=POSITIVE, duration=POSITIVE, dtype=BAD_DTYPE, device=BAD_DEVICE)
 

@@ -94,3 +94,28 @@ def test_xlogx_field_flow_and_density_against_particles_and_quadrature() -> None
     y = torch.tensor([[3.0], [6.0]], **F64)
     expected = 0.8 + base.log_prob(y[:, 0] ** math.exp(0.8)) + (math.exp(0.8) - 1) * torch.log(y[:, 0])
     assert torch.allclose(field.log_density(lambda z: base.log_prob(z[:, 0]), y, 0.8), expected)
+
+
+def test_tv_control_to_eps_reaches_eps_on_two_targets() -> None:
+    x = torch.linspace(-12, 12, 24001, **F64)
+    gamma_points = torch.linspace(1e-6, 20, 20001, **F64)
+    for points, density in ((x, mixture().log_prob(x).exp()),
+                            (gamma_points, torch.distributions.Gamma(3.0, 2.0).log_prob(gamma_points).exp())):
+        for eps in (0.1, 0.03):
+            seq, k, err = C.tv_control_to_eps(BASE, density, points, eps)
+            assert err < eps and seq.n_switches == k + 1
+            rho = seq.log_density(lambda y: BASE.log_prob(y[:, 0]), points[:, None]).exp()
+            inside = torch.trapezoid((rho - density / torch.trapezoid(density, points)).abs(), points).item()
+            assert inside <= err + 1e-9
+    with pytest.raises(ValueError, match="max_blocks"):
+        C.tv_control_to_eps(BASE, mixture().log_prob(x).exp(), x, 1e-4, max_blocks=8)
+
+
+@pytest.mark.gpu
+def test_controls_stay_on_the_gpu() -> None:
+    neuron = C.ReLUNeuron(torch.tensor([0.5, 0.0], device="cuda"), torch.tensor([0.0, 1.0], device="cuda"), 0.1)
+    seq = C.ControlSequence([neuron, neuron], [0.2, 0.3]) + C.tail_control_1d(1.0, 2.0, device="cuda")
+    x = torch.randn(16, 2, device="cuda")
+    assert seq.neurons[0].flow_map(x, 0.3).device.type == "cuda"
+    y = torch.randn(8, 1, device="cuda", dtype=torch.float64)
+    assert C.tail_control_1d(1.0, 2.0, device="cuda").flow_map(y).device.type == "cuda"
