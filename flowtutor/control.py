@@ -144,10 +144,12 @@ class ControlSequence:
     def log_density(self, base_log_prob: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """``log rho_T(x)`` for the base density ``rho_B`` given by ``base_log_prob`` (closed form, neuron by neuron)."""
         check_callable(base_log_prob, "base_log_prob")
-        log_prob = base_log_prob
-        for neuron, tau in zip(self.neurons, self.durations):
-            log_prob = (lambda y, n=neuron, f=log_prob, t=tau: n.log_density(f, y, t))
-        return log_prob(x)
+        check_points(x, "x", d=self.neurons[0].a.shape[0])
+        log_jac = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for neuron, tau in zip(reversed(self.neurons), reversed(self.durations)):  # back from T to 0
+            log_jac = log_jac - tau * neuron.c * (neuron.activation(x) > 0).to(x.dtype)
+            x = neuron.inverse_map(x, tau)
+        return base_log_prob(x) + log_jac
 
 
 def _neuron_1d(w: float, a: float, b: float, like: torch.Tensor) -> ReLUNeuron:
@@ -230,19 +232,21 @@ def tv_control_to_eps(base: torch.distributions.Distribution, target_density: to
         k *= 2
 
 
-def tail_control_1d(radius: float, factor: float, duration: float = 1.0, *, dtype: torch.dtype = torch.float64,
-                    device: torch.device | str = "cpu") -> ControlSequence:
-    """Step 2 in one dimension (eq. ``ch7-tail``): dilate the half-lines ``x > R`` and ``x < -R`` about ``+-R`` by ``factor``
-    (one switch per face of ``[-R, R]``, each of half the duration), leaving ``[-R, R]`` untouched. A Gaussian tail of
-    standard deviation ``s`` beyond ``R`` becomes one of standard deviation ``factor * s``."""
-    r = check_positive(radius, "radius")
-    f = check_positive(factor, "factor")
+def tail_control_1d(left: float, right: float, left_factor: float, right_factor: float, duration: float = 1.0, *,
+                    dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> ControlSequence:
+    """Step 2 in one dimension (eq. ``ch7-tail``): dilate the half-line ``x > right`` about ``right`` by ``right_factor``
+    and ``x < left`` about ``left`` by ``left_factor`` (one switch per face of ``[left, right]``, each of half the
+    duration), leaving ``[left, right]`` untouched. A Gaussian tail of scale ``s`` beyond a face becomes one of scale
+    ``factor * s`` (a factor below 1 compresses)."""
+    lo, hi = check_real(left, "left"), check_real(right, "right")
+    if not lo < hi:
+        raise ValueError(f"left must be smaller than right, got {lo} and {hi}")
+    f_lo, f_hi = check_positive(left_factor, "left_factor"), check_positive(right_factor, "right_factor")
     total = check_positive(duration, "duration")
     like = torch.zeros(1, dtype=check_dtype(dtype), device=check_device(device))
-    rate = 2 * math.log(f) / total
-    right = _neuron_1d(rate, 1.0, -r, like)  # w (x - R)_+
-    left = _neuron_1d(-rate, -1.0, -r, like)  # -w (-x - R)_+: moves x < -R outwards
-    return ControlSequence([right, left], [total / 2, total / 2])
+    right_neuron = _neuron_1d(2 * math.log(f_hi) / total, 1.0, -hi, like)  # w (x - right)_+
+    left_neuron = _neuron_1d(-2 * math.log(f_lo) / total, -1.0, lo, like)  # -w (left - x)_+: moves x < left outwards
+    return ControlSequence([right_neuron, left_neuron], [total / 2, total / 2])
 
 
 class XLogXField:

@@ -516,8 +516,10 @@ probes("control.tv_control_to_eps", control.tv_control_to_eps,
        points=st.one_of(bad_tensor((241,), wrong_shapes=((241, 1),)), lazy(lambda: LINE.flip(0))),
        eps=bad_real(low=0.0, high=2.0), tail_mass=bad_real(low=0.0, high=1.0, optional=True),
        duration=POSITIVE, max_blocks=bad_int(2))
-probes("control.tail_control_1d", control.tail_control_1d, lambda: {"radius": 2.0, "factor": 1.5},
-       radius=POSITIVE, factor=POSITIVE, duration=POSITIVE, dtype=BAD_DTYPE, device=BAD_DEVICE)
+probes("control.tail_control_1d", control.tail_control_1d,
+       lambda: {"left": -2.0, "right": 2.0, "left_factor": 1.5, "right_factor": 0.5},
+       left=bad_real(also=(3.0,)), right=bad_real(), left_factor=POSITIVE, right_factor=POSITIVE, duration=POSITIVE,
+       dtype=BAD_DTYPE, device=BAD_DEVICE)
 
 for method in ("flow_map",):
     probes(f"control.XLogXField.{method}", lambda method=method, **kw: getattr(control.XLogXField(), method)(**kw),

@@ -59,9 +59,9 @@ def test_tv_control_moves_quantiles_exactly_and_the_l1_error_falls_with_k() -> N
 
 
 def test_tail_control_dilates_only_outside_the_interval() -> None:
-    seq = C.tail_control_1d(3.0, 2.0)
+    seq = C.tail_control_1d(-3.0, 3.0, 3.0, 2.0)
     x = torch.tensor([[-5.0], [-3.0], [0.0], [2.9], [4.0]], **F64)
-    assert torch.allclose(seq.flow_map(x)[:, 0], torch.tensor([-7.0, -3.0, 0.0, 2.9, 5.0], **F64))
+    assert torch.allclose(seq.flow_map(x)[:, 0], torch.tensor([-9.0, -3.0, 0.0, 2.9, 5.0], **F64))
     # a standard Gaussian's right tail becomes a Gaussian tail of twice the scale
     y = torch.tensor([[6.0], [9.0]], **F64)
     log_rho = seq.log_density(lambda z: BASE.log_prob(z[:, 0]), y)
@@ -114,8 +114,18 @@ def test_tv_control_to_eps_reaches_eps_on_two_targets() -> None:
 @pytest.mark.gpu
 def test_controls_stay_on_the_gpu() -> None:
     neuron = C.ReLUNeuron(torch.tensor([0.5, 0.0], device="cuda"), torch.tensor([0.0, 1.0], device="cuda"), 0.1)
-    seq = C.ControlSequence([neuron, neuron], [0.2, 0.3]) + C.tail_control_1d(1.0, 2.0, device="cuda")
+    seq = C.ControlSequence([neuron, neuron], [0.2, 0.3])
     x = torch.randn(16, 2, device="cuda")
     assert seq.neurons[0].flow_map(x, 0.3).device.type == "cuda"
     y = torch.randn(8, 1, device="cuda", dtype=torch.float64)
-    assert C.tail_control_1d(1.0, 2.0, device="cuda").flow_map(y).device.type == "cuda"
+    assert C.tail_control_1d(-1.0, 1.0, 2.0, 2.0, device="cuda").flow_map(y).device.type == "cuda"
+    assert seq.log_density(lambda z: -(z**2).sum(1), x).device.type == "cuda"
+
+
+def test_long_sequences_do_not_recurse() -> None:
+    neurons = [C.ReLUNeuron(torch.ones(1, **F64), torch.ones(1, **F64), 0.0)] * 3000
+    seq = C.ControlSequence(neurons, [1e-4] * 3000)  # dilation of x > 0 by e^{0.3} in total
+    x = torch.tensor([[1.0], [-1.0]], **F64)
+    log_rho = seq.log_density(lambda y: BASE.log_prob(y[:, 0]), x)
+    assert torch.allclose(log_rho, torch.stack([BASE.log_prob(torch.tensor(math.exp(-0.3), **F64)) - 0.3,
+                                                BASE.log_prob(torch.tensor(-1.0, **F64))]))
