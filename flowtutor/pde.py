@@ -159,6 +159,15 @@ def _check_density(rho0: torch.Tensor, grid: Grid1D | Grid2D, kind: type) -> Non
         raise ValueError(f"rho0 must be a density (values >= 0), got min {float(rho0.min()):.3g}")
 
 
+def _face_points(grid: Grid2D, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centres of the faces normal to x, ``((nx + 1) * ny, 2)``, and normal to y, ``(nx * (ny + 1), 2)``."""
+    ex, cx = grid.x.edges.to(like), grid.x.centers.to(like)
+    ey, cy = grid.y.edges.to(like), grid.y.centers.to(like)
+    xf = torch.stack(torch.meshgrid(ex, cy, indexing="ij"), -1).reshape(-1, 2)
+    yf = torch.stack(torch.meshgrid(cx, ey, indexing="ij"), -1).reshape(-1, 2)
+    return xf, yf
+
+
 def continuity_1d(rho0: torch.Tensor, grid: Grid1D, v: Callable, times: Sequence[float],
                   *, scheme: str = "muscl", cfl: float = 0.4) -> torch.Tensor:
     """Finite-volume solution of ``d_t rho + d_x(rho v) = 0`` (eq. ``ch1-ce``) on ``grid``.
@@ -195,10 +204,7 @@ def continuity_2d(rho0: torch.Tensor, grid: Grid2D, v: Callable, times: Sequence
     check_callable(v, "v")
     check_choice(scheme, "scheme", ("upwind", "muscl"))
     check_positive(cfl, "cfl")
-    ex, cx = grid.x.edges.to(rho0), grid.x.centers.to(rho0)
-    ey, cy = grid.y.edges.to(rho0), grid.y.centers.to(rho0)
-    xf = torch.stack(torch.meshgrid(ex, cy, indexing="ij"), -1).reshape(-1, 2)  # faces normal to x
-    yf = torch.stack(torch.meshgrid(cx, ey, indexing="ij"), -1).reshape(-1, 2)  # faces normal to y
+    xf, yf = _face_points(grid, rho0)
 
     def face_velocities(t: float) -> tuple[torch.Tensor, torch.Tensor]:
         tt = torch.tensor(t, dtype=rho0.dtype, device=rho0.device)
@@ -260,10 +266,7 @@ def fokker_planck_2d(rho0: torch.Tensor, grid: Grid2D, grad_potential: Callable[
     check_callable(grad_potential, "grad_potential")
     d = check_nonnegative(diffusion, "diffusion")
     check_positive(cfl, "cfl")
-    ex, cx = grid.x.edges.to(rho0), grid.x.centers.to(rho0)
-    ey, cy = grid.y.edges.to(rho0), grid.y.centers.to(rho0)
-    xf = torch.stack(torch.meshgrid(ex, cy, indexing="ij"), -1).reshape(-1, 2)
-    yf = torch.stack(torch.meshgrid(cx, ey, indexing="ij"), -1).reshape(-1, 2)
+    xf, yf = _face_points(grid, rho0)
     with torch.no_grad():
         gx, gy = grad_potential(xf), grad_potential(yf)
     for faces, values in ((xf, gx), (yf, gy)):
