@@ -34,7 +34,7 @@ from ._checks import (
     check_tensor,
 )
 
-__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "tv_control_to_eps", "tail_control_1d", "XLogXField"]
+__all__ = ["ReLUNeuron", "ControlSequence", "tv_control_1d", "quantiles_from_density", "tv_control_to_eps", "tail_control_1d", "XLogXField"]
 
 
 class ReLUNeuron:
@@ -187,6 +187,26 @@ def tv_control_1d(base_quantiles: torch.Tensor, target_quantiles: torch.Tensor, 
     return ControlSequence(neurons, [tau] * (k + 1))
 
 
+def quantiles_from_density(density: torch.Tensor, points: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Quantiles at ``levels`` of the law with the given density values on increasing ``points``: the cumulative
+    distribution by the trapezoid rule (normalised to 1), inverted by linear interpolation."""
+    x = check_tensor(points, "points", ndim=1)
+    rho = check_tensor(density, "density", ndim=1)
+    u = check_tensor(levels, "levels", ndim=1)
+    if rho.shape != x.shape or x.numel() < 2:
+        raise ValueError(f"density must hold one value per point (at least 2), got {rho.numel()} and {x.numel()}")
+    if not bool((x[1:] > x[:-1]).all()):
+        raise ValueError("points must be strictly increasing")
+    if bool((rho < 0).any()) or not float(rho.sum()) > 0:
+        raise ValueError("density must be non-negative and not identically zero")
+    if bool((u < 0).any()) or bool((u > 1).any()):
+        raise ValueError("levels must lie in [0, 1]")
+    cdf = torch.cumulative_trapezoid(rho, x)
+    cdf = torch.cat([torch.zeros(1, dtype=cdf.dtype, device=cdf.device), cdf / cdf[-1]])
+    out = np.interp(u.detach().cpu().numpy(), cdf.cpu().numpy(), x.detach().cpu().numpy())
+    return torch.from_numpy(out).to(x)
+
+
 def tv_control_to_eps(base: torch.distributions.Distribution, target_density: torch.Tensor, points: torch.Tensor,
                       eps: float, *, tail_mass: float | None = None, duration: float = 1.0,
                       max_blocks: int = 4096) -> tuple[ControlSequence, int, float]:
@@ -211,17 +231,11 @@ def tv_control_to_eps(base: torch.distributions.Distribution, target_density: to
     alpha = e / 10 if tail_mass is None else check_interval(tail_mass, "tail_mass", 0.0, 1.0, open_low=True,
                                                               open_high=True)
     check_int(max_blocks, "max_blocks", minimum=2)
-    dx = (x[1:] - x[:-1])
-    cdf = torch.cat([torch.zeros(1, dtype=x.dtype, device=x.device), torch.cumsum((rho[1:] + rho[:-1]) / 2 * dx, 0)])
-    rho_n, cdf = rho / cdf[-1], cdf / cdf[-1]
-
-    def quantiles(levels: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.interp(levels.cpu().numpy(), cdf.cpu().numpy(), x.cpu().numpy())).to(x)
-
+    rho_n = rho / torch.trapezoid(rho, x)
     k = 2
     while True:
         levels = alpha / 2 + (1 - alpha) * torch.arange(k + 1, dtype=x.dtype, device=x.device) / k
-        seq = tv_control_1d(base.icdf(levels), quantiles(levels), duration)
+        seq = tv_control_1d(base.icdf(levels), quantiles_from_density(rho, x, levels), duration)
         pushed = seq.log_density(lambda y: base.log_prob(y[:, 0]), x[:, None]).exp()
         # the mass pushed off the points counts too (the target has none there)
         err = (torch.trapezoid((pushed - rho_n).abs(), x) + (1 - torch.trapezoid(pushed, x)).clamp_min(0)).item()

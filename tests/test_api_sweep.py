@@ -508,6 +508,11 @@ probes("control.tv_control_1d", control.tv_control_1d,
                                   lazy(lambda: torch.tensor([1.0, 0.0, 2.0], dtype=F64))),
        duration=POSITIVE)
 LINE = torch.linspace(-6.0, 6.0, 241, dtype=F64)
+probes("control.quantiles_from_density", control.quantiles_from_density,
+       lambda: {"density": torch.exp(-LINE**2), "points": LINE, "levels": torch.tensor([0.1, 0.5], dtype=F64)},
+       density=st.one_of(bad_tensor((241,), wrong_shapes=((240,),)), lazy(lambda: torch.zeros(241, dtype=F64))),
+       points=st.one_of(bad_tensor((241,), wrong_shapes=((241, 1),)), lazy(lambda: LINE.flip(0))),
+       levels=st.one_of(bad_tensor((2,), wrong_shapes=((2, 1),)), lazy(lambda: torch.tensor([0.5, 1.5], dtype=F64))))
 probes("control.tv_control_to_eps", control.tv_control_to_eps,
        lambda: {"base": torch.distributions.Normal(torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64)),
                 "target_density": torch.exp(-LINE**2), "points": LINE, "eps": 0.5},

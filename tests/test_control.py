@@ -129,3 +129,10 @@ def test_long_sequences_do_not_recurse() -> None:
     log_rho = seq.log_density(lambda y: BASE.log_prob(y[:, 0]), x)
     assert torch.allclose(log_rho, torch.stack([BASE.log_prob(torch.tensor(math.exp(-0.3), **F64)) - 0.3,
                                                 BASE.log_prob(torch.tensor(-1.0, **F64))]))
+
+
+def test_quantiles_from_density_invert_a_known_cdf() -> None:
+    x = torch.linspace(-10, 10, 40001, **F64)
+    levels = torch.tensor([0.001, 0.1, 0.5, 0.9, 0.999], **F64)
+    q = C.quantiles_from_density(3.0 * BASE.log_prob(x).exp(), x, levels)  # unnormalised on purpose
+    assert torch.allclose(q, BASE.icdf(levels), atol=1e-6)
