@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cnf.py
 	$(PY) benchmarks/matching.py
 	$(PY) benchmarks/jko.py
+	$(PY) benchmarks/kac.py
 
 lock: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^flowtutor' | sed 's/+cpu//'; } > constraints.txt.new

@@ -32,6 +32,7 @@ __all__ = [
     "GaussianMixture",
     "eight_gaussians",
     "small_mode_mixture",
+    "narrow_mode_mixture",
     "Rings",
     "TwoMoons",
     "Checkerboard",
@@ -152,6 +153,20 @@ def small_mode_mixture(small_weight: float = 0.05, *, dtype=torch.float32, devic
     big = (1 - small_weight) / 2
     weights = torch.tensor([big, big, small_weight], dtype=dtype, device=device)
     return _isotropic(means, torch.tensor([0.5, 0.5, 0.25], dtype=dtype, device=device), weights, generator)
+
+
+def narrow_mode_mixture(std: float = 0.03, radius: float = 1.0, *, dtype=torch.float32, device="cpu",
+                        generator: torch.Generator | None = None) -> GaussianMixture:
+    """Six narrow isotropic Gaussians (``std``) evenly spaced on a circle of ``radius``, with unequal weights
+    0.35, 0.25, 0.15, 0.10, 0.10, 0.05 (counter-clockwise from ``(radius, 0)``): nearly Dirac modes, some of them
+    light, on which a sampler that blurs modes into blobs or drops light ones shows it."""
+    check_positive(std, "std")
+    check_positive(radius, "radius")
+    device = _check_kind(dtype, device, generator)
+    angles = torch.arange(6, dtype=dtype, device=device) * (2 * math.pi / 6)
+    means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    weights = torch.tensor([0.35, 0.25, 0.15, 0.10, 0.10, 0.05], dtype=dtype, device=device)
+    return _isotropic(means, std, weights, generator)
 
 
 class _Planar(Distribution):

@@ -54,19 +54,22 @@ def _col(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return value.reshape(-1, 1) if value.ndim else value
 
 
-def dsm_loss(score: ScoreField, x: torch.Tensor, sde: VPSDE, *, s_min: float = 1e-3,
+def dsm_loss(score: ScoreField, x: torch.Tensor, sde: VPSDE, *, s_min: float = 1e-3, time_power: float = 1.0,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Denoising score matching with weight ``sigma(s)^2`` (eq. ``ch4-dsm``):
-    ``E |sigma(s) score(s, a x + sigma z) + z|^2``, ``s ~ U[s_min, 1]``, ``z ~ N(0, I)``.
+    ``E |sigma(s) score(s, a x + sigma z) + z|^2``, ``s = s_min + (1 - s_min) u^time_power``, ``u ~ U[0, 1]``,
+    ``z ~ N(0, I)`` (``time_power > 1`` puts more of the batch near the data).
 
-    Its minimiser is the score ``grad log p_s`` of the noised data (Vincent 2011).
+    Its minimiser is the score ``grad log p_s`` of the noised data (Vincent 2011), whatever the law of ``s``.
     """
     check_callable(score, "score")
     check_points(x, "x")
     _check_sde(sde)
     check_interval(s_min, "s_min", 0.0, 1.0, open_low=True, open_high=True)
+    check_positive(time_power, "time_power")
     check_generator(generator, device=x.device)
-    s = s_min + (1 - s_min) * torch.rand(x.shape[0], dtype=x.dtype, device=x.device, generator=generator)
+    u = torch.rand(x.shape[0], dtype=x.dtype, device=x.device, generator=generator)
+    s = s_min + (1 - s_min) * u**time_power
     z = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
     a, sigma = sde.marginal(s)
     xs = a[:, None] * x + sigma[:, None] * z
@@ -74,8 +77,8 @@ def dsm_loss(score: ScoreField, x: torch.Tensor, sde: VPSDE, *, s_min: float = 1
 
 
 def fit_score(score: torch.nn.Module, sample: Callable, sde: VPSDE, n_steps: int, *, batch: int = 256,
-              lr: float = 3e-3, s_min: float = 1e-3, generator: torch.Generator | None = None,
-              progress: bool = True) -> list[float]:
+              lr: float = 3e-3, s_min: float = 1e-3, time_power: float = 1.0,
+              generator: torch.Generator | None = None, progress: bool = True) -> list[float]:
     """Denoising score matching (:func:`dsm_loss`) on fresh batches ``sample((batch,))``, with Adam and a cosine
     learning-rate decay (through :func:`flowtutor.training.fit`). Returns the loss history."""
     if not isinstance(score, torch.nn.Module):
@@ -85,9 +88,11 @@ def fit_score(score: torch.nn.Module, sample: Callable, sde: VPSDE, n_steps: int
     check_int(batch, "batch")
     check_positive(lr, "lr")
     check_interval(s_min, "s_min", 0.0, 1.0, open_low=True, open_high=True)
+    check_positive(time_power, "time_power")
     optimizer = torch.optim.Adam(score.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, check_int(n_steps, "n_steps"))
-    return fit(lambda step: dsm_loss(score, sample((batch,)), sde, s_min=s_min, generator=generator), optimizer,
+    return fit(lambda step: dsm_loss(score, sample((batch,)), sde, s_min=s_min, time_power=time_power,
+                                               generator=generator), optimizer,
                n_steps, scheduler=scheduler, progress=progress)
 
 

@@ -51,6 +51,8 @@ __all__ = [
     "relative_fisher_grid",
     "reverse_pinsker_bound",
     "auroc",
+    "ModeRecovery",
+    "mode_recovery",
     "w2",
     "mmd",
     "loglog_slope",
@@ -208,6 +210,41 @@ def auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
     both = torch.cat([scores_in, scores_out]).double()
     ranks = torch.from_numpy(scipy.stats.rankdata(both.cpu().numpy()))  # average ranks for ties
     return ((ranks[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out)).item()
+
+
+class ModeRecovery(NamedTuple):
+    """What :func:`mode_recovery` measures: the share of samples in each mode, the share in any mode, the
+    weight error and the per-coordinate spread of the in-mode samples around their centres."""
+
+    weights: torch.Tensor
+    in_mode: float
+    weight_error: float
+    spread: float
+
+
+def mode_recovery(x: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor, radius: float) -> ModeRecovery:
+    """How a sample ``x`` ``(n, d)`` recovers a mixture of well-separated modes at ``centres`` ``(K, d)`` with
+    ``weights`` ``(K,)``: a point belongs to its nearest centre if it lies within ``radius`` of it, else to no
+    mode. Returns the observed ``weights`` ``w_hat_k``, the share ``in_mode = sum_k w_hat_k``, the weight error
+    ``1/2 (sum_k |w_hat_k - w_k| + (1 - in_mode))`` (the total variation between the two laws of the labels
+    "mode k" and "no mode"; 0 for a perfect sampler up to sampling noise, 1 for one that misses every mode) and the
+    ``spread`` ``sqrt(mean |x - centre|^2 / d)`` over the in-mode points (the standard deviation of an isotropic
+    mode, as measured)."""
+    check_points(x, "x")
+    check_points(centres, "centres", d=x.shape[1])
+    check_tensor(weights, "weights", ndim=1)
+    check_same_device(x=x, centres=centres, weights=weights)
+    if weights.shape[0] != centres.shape[0] or bool((weights < 0).any()):
+        raise ValueError(f"weights must be {centres.shape[0]} non-negative numbers")
+    radius = check_positive(radius, "radius")
+    dist, nearest = torch.cdist(x, centres.to(x.dtype)).min(1)
+    inside = dist < radius
+    share = torch.bincount(nearest[inside], minlength=centres.shape[0]).to(x.dtype) / x.shape[0]
+    in_mode = float(inside.double().mean())
+    w = weights.to(x.dtype) / weights.sum()
+    error = 0.5 * (float((share - w).abs().sum()) + 1 - in_mode)
+    spread = float((dist[inside] ** 2).mean().div(x.shape[1]).sqrt()) if bool(inside.any()) else math.nan
+    return ModeRecovery(share, in_mode, error, spread)
 
 
 def _check_samples(x: torch.Tensor, y: torch.Tensor) -> None:

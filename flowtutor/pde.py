@@ -27,7 +27,7 @@ from ._checks import (
     check_tensor,
 )
 
-__all__ = ["Grid1D", "Grid2D", "continuity_1d", "continuity_2d", "fokker_planck_1d", "fokker_planck_2d"]
+__all__ = ["Grid1D", "Grid2D", "continuity_1d", "continuity_2d", "fokker_planck_1d", "fokker_planck_2d", "damped_wave_1d"]
 
 
 @dataclass(frozen=True)
@@ -289,3 +289,34 @@ def fokker_planck_2d(rho0: torch.Tensor, grid: Grid2D, grad_potential: Callable[
     rate = ax.abs().max().item() / dx + ay.abs().max().item() / dy
     dt = cfl / max(rate + 2 * d * (1 / dx**2 + 1 / dy**2), 1e-12)
     return _march(rhs, rho0, _check_times(times), lambda t: dt)
+
+
+def damped_wave_1d(rho0: torch.Tensor, grid: Grid1D, a: float, c: float, t_end: float, *,
+                   cfl: float = 0.9) -> torch.Tensor:
+    """Finite-difference solution of the telegrapher's equation ``u_tt + 2a u_t = c^2 u_xx`` (eq.
+    ``ch8-telegraph``) with ``u(0) = rho0`` and ``u_t(0) = 0``, at time ``t_end``, on the cell centres of ``grid``.
+
+    Centred differences in time and space (second order), ``u^{n+1} = [2u^n - (1 - a dt) u^{n-1} + l^2 D u^n] /
+    (1 + a dt)`` with ``l = c dt / dx <= cfl <= 1`` (the CFL condition of the wave equation) and ``D`` the
+    three-point second difference; the first step is the Taylor step ``u^1 = u^0 + l^2 D u^0 / 2``. ``u = 0``
+    outside the grid (take the grid wider than the support plus ``c t_end``).
+    """
+    _check_density(rho0, grid, Grid1D)
+    a, c, t_end = check_positive(a, "a"), check_positive(c, "c"), check_positive(t_end, "t_end")
+    cfl = check_positive(cfl, "cfl")
+    if cfl > 1:
+        raise ValueError(f"cfl must be <= 1 (the explicit scheme is unstable beyond), got {cfl}")
+    n_steps = max(2, int(torch.ceil(torch.tensor(t_end * c / (cfl * grid.dx))).item()))
+    dt = t_end / n_steps
+    lam2 = (c * dt / grid.dx) ** 2
+
+    def second_difference(u: torch.Tensor) -> torch.Tensor:
+        padded = torch.nn.functional.pad(u, (1, 1))
+        return padded[2:] - 2 * u + padded[:-2]
+
+    previous, current = rho0, rho0 + 0.5 * lam2 * second_difference(rho0)
+    for _ in range(n_steps - 1):
+        previous, current = current, (2 * current - (1 - a * dt) * previous + lam2 * second_difference(current)) / (
+            1 + a * dt)
+    return current
+

@@ -36,6 +36,7 @@ from flowtutor import (  # noqa: E402
     flow,
     gaussian,
     jko,
+    kac,
     matching,
     metrics,
     nets,
@@ -301,6 +302,11 @@ probes("metrics.relative_fisher_grid", metrics.relative_fisher_grid,
        dy=POSITIVE)
 probes("metrics.reverse_pinsker_bound", metrics.reverse_pinsker_bound, lambda: {"tv": 0.1, "ratio_max": 3.0},
        tv=UNIT, ratio_max=bad_real(also=(0.5, -2.0)))
+probes("metrics.mode_recovery", metrics.mode_recovery,
+       lambda: {"x": T(5, 2), "centres": T(3, 2, seed=1), "weights": torch.ones(3, dtype=F64), "radius": 0.5},
+       x=bad_points(fixed_d=False), centres=bad_points(3, 2),
+       weights=st.one_of(bad_tensor((3,), wrong_shapes=((2,), (3, 1))), st.just(-torch.ones(3, dtype=F64))),
+       radius=POSITIVE)
 probes("metrics.auroc", metrics.auroc, lambda: {"scores_in": T(5), "scores_out": T(6, seed=1)},
        scores_in=st.one_of(bad_tensor((5,), wrong_shapes=((5, 2),)), st.just(torch.zeros(0, dtype=F64))),
        scores_out=bad_tensor((6,), wrong_shapes=((6, 2),)))
@@ -347,6 +353,8 @@ probes("data.GaussianMixture", data.GaussianMixture,
        generator=BAD_GENERATOR)
 probes("data.eight_gaussians", data.eight_gaussians, dict, radius=POSITIVE, std=POSITIVE, dtype=BAD_DTYPE,
        device=BAD_DEVICE, generator=BAD_GENERATOR)
+probes("data.narrow_mode_mixture", data.narrow_mode_mixture, dict, std=POSITIVE, radius=POSITIVE,
+       generator=BAD_GENERATOR)
 probes("data.small_mode_mixture", data.small_mode_mixture, dict,
        small_weight=bad_real(low=0.0, high=1.0, open_low=True, open_high=True), dtype=BAD_DTYPE, device=BAD_DEVICE)
 
@@ -357,13 +365,14 @@ probes("diffusion.VPSDE", diffusion.VPSDE, lambda: {"beta_min": 5.0, "beta_max":
        beta_max=st.floats(0.01, 4.99))
 probes("diffusion.dsm_loss", diffusion.dsm_loss, lambda: {"score": field, "x": T(5, 2), "sde": SDE},
        score=BAD_CALLABLE, x=bad_points(fixed_d=False), sde=st.sampled_from([None, "vp", matching.VPPath()]),
-       s_min=bad_real(low=0.0, high=1.0, open_low=True, open_high=True), generator=BAD_GENERATOR)
+       s_min=bad_real(low=0.0, high=1.0, open_low=True, open_high=True), time_power=POSITIVE,
+       generator=BAD_GENERATOR)
 probes("diffusion.fit_score", diffusion.fit_score,
        lambda: {"score": nets.VelocityMLP(2, hidden=4, n_layers=1), "sample": data.eight_gaussians().sample,
                 "sde": SDE, "n_steps": 1, "batch": 4, "progress": False},
        score=st.sampled_from([None, field, 3]), sample=BAD_CALLABLE, sde=st.sampled_from([None, "vp"]),
        n_steps=bad_int(), batch=bad_int(), lr=POSITIVE,
-       s_min=bad_real(low=0.0, high=1.0, open_low=True, open_high=True))
+       s_min=bad_real(low=0.0, high=1.0, open_low=True, open_high=True), time_power=POSITIVE)
 for fname in ("probability_flow_velocity", "reverse_sde_drift"):
     probes(f"diffusion.{fname}", getattr(diffusion, fname), lambda: {"score": field, "sde": SDE},
            score=BAD_CALLABLE, sde=st.sampled_from([None, "vp", 3]))
@@ -424,6 +433,10 @@ probes("pde.continuity_2d", pde.continuity_2d,
        rho0=st.one_of(bad_tensor((8, 8), wrong_shapes=((8, 7),)), lazy(lambda: -torch.ones(8, 8, dtype=F64))),
        grid=st.sampled_from([None, G1]), v=BAD_CALLABLE, times=bad_times_sequence(),
        scheme=bad_choice(("upwind", "muscl")), cfl=POSITIVE)
+probes("pde.damped_wave_1d", pde.damped_wave_1d,
+       lambda: {"rho0": torch.exp(-G1.centers**2), "grid": G1, "a": 1.0, "c": 1.0, "t_end": 0.5},
+       rho0=BAD_RHO1, grid=st.sampled_from([None, G2]), a=POSITIVE, c=POSITIVE, t_end=POSITIVE,
+       cfl=st.one_of(POSITIVE, st.just(1.5)))
 probes("pde.fokker_planck_1d", pde.fokker_planck_1d,
        lambda: {"rho0": torch.exp(-G1.centers**2), "grid": G1, "grad_potential": lambda x: x, "diffusion": 1.0,
                 "times": [0.0, 0.1]},
@@ -716,6 +729,40 @@ probes("energy.fit_energy", energy.fit_energy,
        energy=st.sampled_from([None, quad_energy, 3]), sample=BAD_CALLABLE, n_steps=bad_int(),
        method=bad_choice(("dsm", "ism")), sigma=POSITIVE, batch=bad_int(), lr=POSITIVE, generator=BAD_GENERATOR)
 
+# kac
+
+KAC_AC = {"a": 2.0, "c": 1.0}
+BAD_ANY_SHAPE = st.one_of(NOT_A_TENSOR, st.sampled_from([torch.int64, torch.bool]).map(lambda dt: torch.ones(5, dtype=dt)),
+                          st.just(torch.tensor([0.0, math.nan], dtype=F64)), st.just(torch.zeros(5, device="meta")))
+BAD_KAC_TIME = st.one_of(st.sampled_from([None, "1", [1.0], True]), st.sampled_from([-0.5, -1e-9, math.nan, math.inf]),
+                         st.just(torch.tensor([-1.0])), st.just(torch.tensor([math.nan])))
+probes("kac.kac_density", kac.kac_density, lambda: {"t": 0.5, "x": T(5), **KAC_AC},
+       t=BAD_KAC_TIME, x=BAD_ANY_SHAPE, a=POSITIVE, c=POSITIVE)
+probes("kac.kac_edge_mass", kac.kac_edge_mass, lambda: {"t": 0.5, "a": 2.0}, t=BAD_KAC_TIME, a=POSITIVE)
+probes("kac.kac_velocity", kac.kac_velocity, lambda: {"t": 0.5, "x": T(5), **KAC_AC},
+       t=st.one_of(BAD_KAC_TIME, st.just(torch.ones(4, dtype=F64))), x=BAD_ANY_SHAPE, a=POSITIVE, c=POSITIVE)
+probes("kac.sample_kac", kac.sample_kac, lambda: {"t": 0.5, "shape": (5, 2), **KAC_AC},
+       t=st.one_of(BAD_KAC_TIME, st.just(torch.ones(3, dtype=torch.float32))),
+       shape=st.sampled_from([None, 5, (5, 0), (2.0,), [5, 2]]), a=POSITIVE, c=POSITIVE,
+       method=bad_choice(("beta", "jumps")), generator=BAD_GENERATOR)
+probes("kac.kac_walk", kac.kac_walk, lambda: {"t_end": 1.0, "n_steps": 4, "n_paths": 3, **KAC_AC},
+       t_end=POSITIVE, n_steps=st.one_of(bad_int(), st.just(1)), n_paths=bad_int(), a=POSITIVE, c=POSITIVE,
+       d=bad_int(), generator=BAD_GENERATOR)
+probes("kac.kac_marginal_velocity", kac.kac_marginal_velocity,
+       lambda: {"t": 0.5, "x": T(5, 2) * 0.1, "centres": T(3, 2, seed=1) * 0.1, "weights": torch.ones(3, dtype=F64),
+                **KAC_AC},
+       t=st.one_of(BAD_KAC_TIME, st.just(torch.ones(2, dtype=F64))), x=bad_points(fixed_d=False),
+       centres=bad_points(3, 2), weights=st.one_of(bad_tensor((3,), wrong_shapes=((2,), (3, 1))),
+                                                   st.just(-torch.ones(3, dtype=F64))), a=POSITIVE, c=POSITIVE)
+probes("kac.kac_matching_loss", kac.kac_matching_loss, lambda: {"v": field, "x0": T(5, 2), **KAC_AC},
+       v=BAD_CALLABLE, x0=bad_points(fixed_d=False), a=POSITIVE, c=POSITIVE, mean_reverting=BAD_BOOL,
+       time_power=POSITIVE, generator=BAD_GENERATOR)
+probes("kac.fit_kac", kac.fit_kac,
+       lambda: {"v": nets.VelocityMLP(2, hidden=4, n_layers=1), "sample": lambda s: torch.randn(*s, 2), "n_steps": 1,
+                "batch": 4, "progress": False, **KAC_AC},
+       v=st.sampled_from([None, field, 3]), sample=BAD_CALLABLE, n_steps=bad_int(), a=POSITIVE, c=POSITIVE,
+       batch=bad_int(), lr=POSITIVE, mean_reverting=BAD_BOOL, time_power=POSITIVE, generator=BAD_GENERATOR)
+
 # training
 
 
@@ -747,6 +794,8 @@ EXEMPT = {
     "compare.METHODS": "a constant",
     "compare.LEARNING_RATES": "a constant",
     "energy.GradientFlowTrace": "a named tuple returned by energy.trace_gradient_flow",
+    "kac.KacSample": "a named tuple returned by kac.sample_kac",
+    "metrics.ModeRecovery": "a named tuple returned by metrics.mode_recovery",
 }
 
 
