@@ -74,17 +74,20 @@ def _i1e_over_z(z: torch.Tensor) -> torch.Tensor:
     return torch.where(small, 0.5 * (1 - z), torch.special.i1e(z) / torch.where(small, 1.0, z))
 
 
-def _z(t: torch.Tensor, x: torch.Tensor, a: float, c: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``z = (a/c) sqrt(c^2 t^2 - x^2)`` on the open interval ``|x| < ct`` (0 elsewhere) and that interval."""
+def _z(t: torch.Tensor, x: torch.Tensor, a: float, c: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``z = (a/c) r``, ``r = sqrt(c^2 t^2 - x^2)``, and ``z - at = -(a/c) x^2 / (ct + r)`` on the open interval
+    ``|x| < ct`` (0 elsewhere), and that interval. Both without cancellation: ``r^2 = (ct - |x|)(ct + |x|)``."""
     inside = x.abs() < c * t
-    r2 = torch.where(inside, (c * t) ** 2 - x**2, 0.0)
-    return (a / c) * torch.sqrt(r2), inside
+    ct = c * t
+    r = torch.sqrt(torch.where(inside, (ct - x.abs()) * (ct + x.abs()), 0.0))
+    excess = torch.where(inside, -(a / c) * x**2 / torch.where(inside, ct + r, 1.0), 0.0)
+    return (a / c) * r, excess, inside
 
 
 def _log_density(t: torch.Tensor, x: torch.Tensor, a: float, c: float) -> torch.Tensor:
     """Log of eq. ``ch8-density`` (``-inf`` off ``|x| < ct``): ``log(a/2c) + z - at + log(i0e(z) + at i1e(z)/z)``."""
-    z, inside = _z(t, x, a, c)
-    value = torch.log(torch.as_tensor(a / (2 * c), dtype=x.dtype, device=x.device)) + z - a * t + torch.log(
+    z, excess, inside = _z(t, x, a, c)
+    value = torch.log(torch.as_tensor(a / (2 * c), dtype=x.dtype, device=x.device)) + excess + torch.log(
         torch.special.i0e(z) + a * t * _i1e_over_z(z))
     return torch.where(inside, value, -torch.inf)
 
@@ -120,7 +123,7 @@ def kac_velocity(t: object, x: torch.Tensor, a: float, c: float) -> torch.Tensor
 
 
 def _velocity(t: torch.Tensor, x: torch.Tensor, a: float, c: float) -> torch.Tensor:
-    z, inside = _z(t, x, a, c)
+    z, _, inside = _z(t, x, a, c)
     h = torch.where(z < 1e-4, 2 + z**2 / 4, z * torch.special.i0e(z) / torch.special.i1e(z.clamp_min(1e-4)))
     return torch.where(inside, x / (t + h / a), c * torch.sign(x))
 
@@ -165,8 +168,12 @@ def sample_kac(t: object, shape: tuple[int, ...], a: float, c: float, *, method:
             share = beta.sample()
         else:
             seed = int(torch.randint(2**62, (1,), device=like.device, generator=generator))
-            with torch.random.fork_rng(devices=[like.device] if like.device.type == "cuda" else []):
-                torch.manual_seed(seed)
+            cuda = like.device.type == "cuda"
+            with torch.random.fork_rng(devices=[like.device] if cuda else []):  # restores what it reseeds:
+                if cuda:  # the draws' own device only
+                    torch.cuda.default_generators[like.device.index or 0].manual_seed(seed)
+                else:
+                    torch.default_generator.manual_seed(seed)
                 share = beta.sample()
         share = torch.where(n == 0, 1.0, share)
         travelled = t * (2 * share - 1)
@@ -221,10 +228,11 @@ def kac_marginal_velocity(t: float, x: torch.Tensor, centres: torch.Tensor, weig
     tt = _time(t.reshape(-1, 1) if isinstance(t, torch.Tensor) and t.numel() > 1 else t, x)
     tt = tt.reshape(-1, 1, 1) if tt.numel() > 1 else tt
     diff = x[:, None, :] - centres[None]  # (n, K, d)
-    # on an edge up to rounding (x_k + K(t) lands on x_k +- ct only to the last bit), or beyond it
+    # on an edge up to rounding: x_k + K(t) lands on x_k +- ct only to the last bits of |x|, |x_k| and ct
     edge_at = c * tt
-    on_edge = (diff.abs() >= edge_at * (1 - 1e-9)) & (diff.abs() <= edge_at * (1 + 1e-9))
-    possible = (diff.abs() <= edge_at * (1 + 1e-9)).all(-1)  # x in the closed square of x_k
+    tol = 16 * torch.finfo(x.dtype).eps * (x.abs()[:, None, :] + centres.abs()[None] + edge_at)
+    on_edge = (diff.abs() - edge_at).abs() <= tol
+    possible = (diff.abs() <= edge_at + tol).all(-1)  # x in the closed square of x_k
     if not bool(possible.any(1).all()):
         raise ValueError("x holds points outside the support of X_t (outside every square |x - x_k| <= ct)")
     n_edges = torch.where(possible, on_edge.sum(-1), -1)

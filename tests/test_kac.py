@@ -83,6 +83,13 @@ def test_large_arguments_stay_finite_in_float32() -> None:
         v = kac.kac_velocity(t, x * t, 1600.0, 10.0)
         assert torch.isfinite(rho).all() and torch.isfinite(v).all()
         assert v.abs().max() <= 10.0 and rho.dtype == torch.float32
+    x64 = torch.linspace(-9.99, 9.99, 2001, **D64)  # float32 against float64: no cancellation in r or z - at
+    rho64 = kac.kac_density(1.0, x64, 1600.0, 10.0)
+    keep = rho64 > 1e-30
+    assert ((kac.kac_density(1.0, x64.float(), 1600.0, 10.0).double() - rho64)[keep] / rho64[keep]).abs().max() < 1e-4
+    centre = torch.tensor([[0.3, 0.1]])  # an edge point in float32 is on the edge only to rounding
+    v = kac.kac_marginal_velocity(0.01, centre + torch.tensor([[0.15, 0.0]]), centre, torch.ones(1), 25.0, 15.0)
+    assert torch.equal(v, torch.tensor([[15.0, 0.0]]))
     z = torch.tensor(160.0)  # what the unscaled functions do at these arguments
     assert torch.isinf(torch.special.i0(z)) and torch.isfinite(torch.special.i0e(z))
 
