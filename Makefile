@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test lab bench lock clean
+.PHONY: install book test site-test lab bench lock clean
 
 install: $(STAMP)
 
@@ -19,11 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 book: $(STAMP)
 	FLOWTUTOR_PROGRESS=0 $(VENV)/bin/jupyter-book build . -W --keep-going --all
 	$(PY) .ci/check_executed.py
+	$(PY) .ci/check_site.py
 	@echo "The book: $(abspath _build/html/index.html)"
 
 # Unit tests, then every notebook executed by nbval in quick mode.
 test: $(STAMP)
 	FLOWTUTOR_QUICK=1 $(PY) -m pytest -q
+
+# The built site in headless Chromium (Debian's package: apt-get install chromium), offline; after `make book`.
+site-test: $(STAMP)
+	$(PY) .ci/check_browser.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab book/

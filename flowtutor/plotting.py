@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -14,7 +16,7 @@ from ._checks import check_int, check_real
 from .metrics import _positive_vector, loglog_slope
 from .pde import Grid2D
 
-__all__ = ["plot_density", "plot_samples", "plot_trajectories", "plot_convergence", "animate_flow"]
+__all__ = ["plot_density", "plot_samples", "plot_trajectories", "plot_convergence", "animate_flow", "animation_html"]
 
 
 def _np(x) -> np.ndarray:
@@ -96,7 +98,7 @@ def animate_flow(traj: torch.Tensor, times: Sequence[float], densities: torch.Te
     """An animation of particles ``(T, n, 2)`` moving over the densities ``(T, nx, ny)`` on ``grid``.
 
     Returns a ``matplotlib.animation.FuncAnimation``; in a notebook show it with
-    ``IPython.display.HTML(anim.to_jshtml())``.
+    ``IPython.display.HTML(animation_html(anim))``.
     """
     p = _array(traj, "traj", (None, None, 2))[:, : check_int(n_show, "n_show")]
     times = _array(torch.as_tensor(times, dtype=torch.float64) if isinstance(times, (list, tuple)) else times, "times",
@@ -134,3 +136,12 @@ def animate_flow(traj: torch.Tensor, times: Sequence[float], densities: torch.Te
     anim = animation.FuncAnimation(fig, update, frames=len(p), interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+def animation_html(anim: animation.Animation) -> str:
+    """``anim.to_jshtml()`` without the style sheet that matplotlib's player loads from a CDN (Font Awesome 4, for
+    its button icons): the book's pages bring their own Font Awesome, so the player works offline."""
+    if not isinstance(anim, animation.Animation):
+        raise TypeError(f"anim must be a matplotlib.animation.Animation, got {type(anim).__name__}")
+    return re.sub(r"<link[^>]*//[^>]*font-awesome[^>]*>", "", anim.to_jshtml())
+

@@ -461,6 +461,8 @@ probes("plotting.plot_convergence", plotting.plot_convergence, lambda: {"h": [1.
        h=st.sampled_from([[1.0], [1.0, -0.5], None, "h", [1.0, NAN]]),
        errors=st.sampled_from([[1.0], [1.0, 0.0], None]),
        reference=st.sampled_from(["2", NAN, [2.0]]))
+probes("plotting.animation_html", plotting.animation_html,
+       lambda: {"anim": plotting.animate_flow(T(2, 3, 2), [0.0, 1.0])}, anim=st.sampled_from([None, "anim", 3]))
 probes("plotting.animate_flow", plotting.animate_flow, lambda: {"traj": T(3, 5, 2), "times": [0.0, 0.5, 1.0]},
        traj=st.one_of(NOT_A_TENSOR, lazy(lambda: T(5, 2), lambda: T(3, 5, 3))),
        times=st.sampled_from([[0.0, 1.0], None, "t", [0.0, NAN, 1.0]]),

@@ -27,3 +27,10 @@ def test_animation_has_one_frame_per_time():
     anim = plotting.animate_flow(torch.randn(4, 10, 2), [0.0, 0.1, 0.2, 0.3], torch.rand(4, 8, 8), g)
     assert isinstance(anim, FuncAnimation)
     assert len(anim.to_jshtml().split("frames[")) > 4
+
+
+def test_animation_html_loads_nothing_from_outside() -> None:
+    anim = plotting.animate_flow(torch.randn(3, 5, 2), [0.0, 0.5, 1.0])
+    assert "font-awesome" in anim.to_jshtml()  # matplotlib's player links a CDN style sheet
+    html = plotting.animation_html(anim)
+    assert "//maxcdn" not in html and "font-awesome" not in html and "<img" in html

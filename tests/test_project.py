@@ -71,3 +71,25 @@ def test_every_chapter_is_in_the_toc():
         if "_build" in path.parts or ".ipynb_checkpoints" in path.parts:
             continue
         assert str(path.relative_to(ROOT).with_suffix("")) in toc, f"{path} is not in _toc.yml"
+
+
+def test_site_settings_serve_the_book_offline_and_render_output_tables():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx = config["sphinx"]
+    assert sphinx["local_extensions"] == {"site_settings": "book/_ext"}
+    assert sphinx["config"]["nb_render_markdown_format"] == "myst"  # pipe tables in outputs are tables
+    assert sphinx["config"]["nb_merge_streams"] is True
+    # the repository and issue buttons follow repository.url alone (book/_ext/site_settings.py)
+    assert "use_repository_button" not in config.get("html", {}) and "use_issues_button" not in config.get("html", {})
+    import sys
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import site_settings
+
+    for url, shown in (("", False), ("https://example.org/flowtutor", True)):
+        cfg = SimpleNamespace(mathjax_path=None, html_theme_options={"repository_url": url}, html_context={})
+        site_settings._configure(None, cfg)
+        assert cfg.html_theme_options["use_repository_button"] is shown
+        assert cfg.mathjax_path == "mathjax/tex-mml-chtml.js" and cfg.html_context["default_mode"] == "auto"
+
