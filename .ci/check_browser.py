@@ -3,7 +3,8 @@
 Run by `make site-test` after `make book` (and so by `.ci/run`). The site in `_build/html` is served on 127.0.0.1;
 Chromium is Debian's (`.ci/run` installs it), driven by playwright through `executable_path`, with every request
 that leaves 127.0.0.1 refused. Per page: MathJax typeset every formula (no raw TeX left, no MathJax error nodes),
-every image loaded, no console or page errors, no request left the machine; on chapter pages the theorem, proof and
+every image loaded, Markdown tables in outputs rendered (no raw pipes), no console or page errors, no request
+left the machine; on chapter pages the theorem, proof and
 exercise boxes are there and a solution dropdown opens; every internal link and anchor resolves. A screenshot of
 each chapter's first screen goes to `_build/screenshots/`.
 """
@@ -65,7 +66,9 @@ CHECK_PAGE = """async () => {
   const raw = math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
   const errors = document.querySelectorAll('mjx-merror, .MathJax_Error').length;
   const images = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
-  return {math: math.length, raw, errors, images,
+  const pipes = [...document.querySelectorAll('.cell_output p, .output p')]
+    .filter(p => p.textContent.trim().startsWith('|')).map(p => p.textContent.slice(0, 60));
+  return {math: math.length, raw, errors, images, pipes,
           proofs: document.querySelectorAll('div.proof').length,
           exercises: document.querySelectorAll('div.exercise').length,
           solutions: document.querySelectorAll('div.solution').length};
@@ -112,6 +115,9 @@ def main() -> None:
                 problems.append(f"{len(found['raw'])} of {found['math']} formulas not typeset, e.g. {found['raw'][:2]}")
             if found["errors"]:
                 problems.append(f"{found['errors']} MathJax error nodes")
+            if found["pipes"]:
+                problems.append(f"{len(found['pipes'])} Markdown tables in outputs left as raw pipes, e.g. "
+                                f"{found['pipes'][:1]}")
             if found["images"]:
                 problems.append(f"images that did not load: {found['images'][:3]}")
             if outside:
