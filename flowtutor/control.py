@@ -187,17 +187,28 @@ def tv_control_1d(base_quantiles: torch.Tensor, target_quantiles: torch.Tensor, 
     return ControlSequence(neurons, [tau] * (k + 1))
 
 
+def _density_on_points(density: torch.Tensor, points: torch.Tensor, name: str, *, minimum: int
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(points, density)`` if the points are a strictly increasing 1-D grid of at least ``minimum`` and the
+    density holds one non-negative value per point (the error names ``name``)."""
+    x = check_tensor(points, "points", ndim=1)
+    rho = check_tensor(density, name, ndim=1)
+    if rho.shape != x.shape or x.numel() < minimum:
+        raise ValueError(f"{name} must hold one value per point (at least {minimum}), got {rho.numel()} and "
+                         f"{x.numel()}")
+    if not bool((x[1:] > x[:-1]).all()):
+        raise ValueError("points must be strictly increasing")
+    if bool((rho < 0).any()):
+        raise ValueError(f"{name} must be non-negative")
+    return x, rho
+
+
 def quantiles_from_density(density: torch.Tensor, points: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Quantiles at ``levels`` of the law with the given density values on increasing ``points``: the cumulative
     distribution by the trapezoid rule (normalised to 1), inverted by linear interpolation."""
-    x = check_tensor(points, "points", ndim=1)
-    rho = check_tensor(density, "density", ndim=1)
+    x, rho = _density_on_points(density, points, "density", minimum=2)
     u = check_tensor(levels, "levels", ndim=1)
-    if rho.shape != x.shape or x.numel() < 2:
-        raise ValueError(f"density must hold one value per point (at least 2), got {rho.numel()} and {x.numel()}")
-    if not bool((x[1:] > x[:-1]).all()):
-        raise ValueError("points must be strictly increasing")
-    if bool((rho < 0).any()) or not float(rho.sum()) > 0:
+    if not float(rho.sum()) > 0:
         raise ValueError("density must be non-negative and not identically zero")
     if bool((u < 0).any()) or bool((u > 1).any()):
         raise ValueError("levels must lie in [0, 1]")
@@ -219,14 +230,7 @@ def tv_control_to_eps(base: torch.distributions.Distribution, target_density: to
     Returns ``(controls, K, L1 error)``; raises ``ValueError`` if ``max_blocks`` blocks do not suffice."""
     if not isinstance(base, torch.distributions.Distribution):
         raise TypeError(f"base must be a torch.distributions.Distribution, got {type(base).__name__}")
-    x = check_tensor(points, "points", ndim=1)
-    rho = check_tensor(target_density, "target_density", ndim=1)
-    if rho.shape != x.shape or x.numel() < 3:
-        raise ValueError(f"target_density must hold one value per point (at least 3), got {rho.numel()} and {x.numel()}")
-    if not bool((x[1:] > x[:-1]).all()):
-        raise ValueError("points must be strictly increasing")
-    if bool((rho < 0).any()):
-        raise ValueError("target_density must be non-negative")
+    x, rho = _density_on_points(target_density, points, "target_density", minimum=3)
     e = check_interval(eps, "eps", 0.0, 2.0, open_low=True)
     alpha = e / 10 if tail_mass is None else check_interval(tail_mass, "tail_mass", 0.0, 1.0, open_low=True,
                                                               open_high=True)
