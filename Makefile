@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install book test site-test lab bench lock clean
+.PHONY: install book test site-test student assignments lab bench lock clean
 
 install: $(STAMP)
 
@@ -29,6 +29,16 @@ test: $(STAMP)
 # The built site in headless Chromium (Debian's package: apt-get install chromium), offline; after `make book`.
 site-test: $(STAMP)
 	$(PY) .ci/check_browser.py
+
+# The student edition: the same book, every solution removed from the pages after it has executed (so the checks
+# still show their results); in _build/student/_build/html. Check it: $(PY) .ci/check_browser.py _build/student/_build/html
+student: $(STAMP)
+	FLOWTUTOR_EDITION=student FLOWTUTOR_PROGRESS=0 $(VENV)/bin/jupyter-book build . --path-output _build/student -W --keep-going --all
+
+# One nbgrader assignment per chapter, in the course directory _build/coursework (students' notebooks in release/);
+# grade a submission with $(PY) coursework/grade.py NOTEBOOK.ipynb --student ID (book/instructors.md).
+assignments: $(STAMP)
+	$(PY) coursework/assignments.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab book/

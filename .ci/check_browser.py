@@ -3,9 +3,10 @@
 Run by `make site-test` after `make book` (and so by `.ci/run`). The site in `_build/html` is served on 127.0.0.1;
 Chromium is Debian's (`.ci/run` installs it), driven by playwright through `executable_path`, with every request
 that leaves 127.0.0.1 refused. Per page: MathJax typeset every formula (no raw TeX left, no MathJax error nodes),
-every image loaded, Markdown tables in outputs rendered (no raw pipes), no console or page errors, no request
-left the machine; on chapter pages the theorem, proof and
-exercise boxes are there and a solution dropdown opens; every internal link and anchor resolves. A screenshot of
+every image loaded, Markdown tables in outputs rendered (no raw pipes), no code cell wider than the page at
+1280 px, no console or page errors, no request left the machine; on chapter pages the theorem, proof and exercise
+boxes and the check cells are there and a solution dropdown opens (in the student edition, `make student`: the
+exercises and checks are there and no solution is); every internal link and anchor resolves. A screenshot of
 each chapter's first screen goes to `_build/screenshots/`.
 """
 
@@ -68,7 +69,11 @@ CHECK_PAGE = """async () => {
   const images = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
   const pipes = [...document.querySelectorAll('.cell_output p, .output p')]
     .filter(p => p.textContent.trim().startsWith('|')).map(p => p.textContent.slice(0, 60));
-  return {math: math.length, raw, errors, images, pipes,
+  const wide = [...document.querySelectorAll('div.cell_input pre')]
+    .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.split('\n')[0].slice(0, 50));
+  return {math: math.length, raw, errors, images, pipes, wide,
+          student: document.title.includes('(student edition)'),
+          checks: document.querySelectorAll('div.cell.tag_check').length,
           proofs: document.querySelectorAll('div.proof').length,
           exercises: document.querySelectorAll('div.exercise').length,
           solutions: document.querySelectorAll('div.solution').length};
@@ -118,15 +123,21 @@ def main() -> None:
             if found["pipes"]:
                 problems.append(f"{len(found['pipes'])} Markdown tables in outputs left as raw pipes, e.g. "
                                 f"{found['pipes'][:1]}")
+            if found["wide"]:
+                problems.append(f"{len(found['wide'])} code cells wider than the page at 1280 px, e.g. {found['wide'][:2]}")
             if found["images"]:
                 problems.append(f"images that did not load: {found['images'][:3]}")
             if outside:
                 problems.append(f"requests outside the site: {sorted(set(outside))[:3]}")
             chapter = name.startswith("book/0") or name.startswith("book/1")
-            if chapter:
-                if not found["proofs"] or not found["exercises"] or not found["solutions"]:
+            if chapter and found["student"]:
+                if not found["exercises"] or not found["checks"] or found["solutions"]:
+                    problems.append(f"student edition: {found['exercises']} exercises, {found['checks']} check cells, "
+                                    f"{found['solutions']} solutions (expected exercises and checks, no solution)")
+            elif chapter:
+                if not found["proofs"] or not found["exercises"] or not found["solutions"] or not found["checks"]:
                     problems.append(f"boxes missing: {found['proofs']} theorem/proof, {found['exercises']} exercise, "
-                                    f"{found['solutions']} solution")
+                                    f"{found['solutions']} solution, {found['checks']} check cells")
                 else:
                     toggle = page.locator("div.solution .toggle-button, div.solution summary, "
                                           "div.solution button").first
@@ -135,6 +146,7 @@ def main() -> None:
                         page.wait_for_timeout(300)
                     if not page.locator("div.solution").first.locator("p, div.cell, pre").first.is_visible():
                         problems.append("the first solution does not open")
+            if chapter:
                 page.evaluate("window.scrollTo(0, 0)")
                 page.screenshot(path=str(SHOTS / (page_path.parent.name + ".png")))
             failures += [f"{name}: {m}" for m in problems]

@@ -19,6 +19,7 @@ import torch
 import flowtutor as ft
 from flowtutor import data, metrics
 from flowtutor.cnf import CNF, fit_cnf
+from report import save_table  # benchmarks/report.py: prints the table and saves it in results/
 
 
 def main() -> None:
@@ -51,11 +52,8 @@ def main() -> None:
         gap = nll.value - entropy.value
         rows.append((divergence, f"{gap:.3f} ± {math.hypot(nll.stderr, entropy.stderr):.3f}", f"{ratio:.2f}",
                      f"{per_iter * 1e3:.0f} ms", f"{nfe_sample} / {nfe_lik}"))
-    print(f"device {device}, {args.steps} steps of batch {args.batch}, H(p) = {entropy}")
-    header = ("divergence", "NLL - H(p)", "W2 ratio", "time/iter", "NFE sample/likelihood")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
-    for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    save_table("cnf", device, f"maximum-likelihood CNF on the 8-Gaussian ring, {args.steps} steps of batch {args.batch}, "
+               f"H(p) = {entropy}", ("divergence", "NLL - H(p)", "W2 ratio", "time/iter", "NFE sample/likelihood"), rows)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from torchdiffeq import odeint
 import flowtutor as ft
 from flowtutor import ODEFlow, metrics, pde
 from flowtutor.nets import VelocityMLP
+from report import save_table  # benchmarks/report.py: prints the table and saves it in results/
 
 
 def timed(fn, repeats: int, device: torch.device) -> tuple[float, object]:
@@ -77,12 +78,8 @@ def main() -> None:
         err = ((out.reshape(-1) - exact / (2 * math.pi * 0.3)).abs().sum() * g.cell).item()
         rows.append((f"continuity_2d rotation, {n}^2", f"{t_pde * 1e3:.0f} ms", "-", f"L1 error {err:.2e}"))
 
-    print(f"device: {device}; torch {torch.__version__}; repeats {args.repeats}")
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    header = ("task", "flowtutor", "reference", "accuracy")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    save_table("core", device, f"the package's wrappers against the libraries they call, best of {args.repeats} runs",
+               ("task", "flowtutor", "reference", "accuracy"), rows)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 import flowtutor as ft
 from flowtutor import data, metrics
 from flowtutor.compare import compare_flows
+from report import save_table  # benchmarks/report.py: prints the table and saves it in results/
 
 
 def main() -> None:
@@ -35,13 +36,10 @@ def main() -> None:
     rows = compare_flows(ring, args.steps, batch=args.batch, progress=False)
     # a regression step is far cheaper than a likelihood step: the regression methods again at ten times the steps
     rows += compare_flows(ring, 10 * args.steps, methods=("local FM", "global FM"), batch=args.batch, progress=False)
-    print(f"device {device}, {args.steps} Adam steps of batch {args.batch} per method, H(p) = {entropy}")
-    header = ("method", "Adam steps", "NLL - H(p)", "W2 ratio", "train time", "sampling NFE")
-    table = [header] + [(r["method"], str(r["steps"]), str(r["gap"]), f"{r['w2_ratio']:.2f}", f"{r['seconds']:.1f} s",
-                         str(r["nfe"])) for r in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    table = [(r["method"], r["steps"], r["gap"], f"{r['w2_ratio']:.2f}", f"{r['seconds']:.1f} s", r["nfe"]) for r in rows]
+    save_table("jko", device, f"8-Gaussian ring, {args.steps} Adam steps of batch {args.batch} per method "
+               f"(regression methods also at ten times that), H(p) = {entropy}",
+               ("method", "Adam steps", "NLL - H(p)", "W2 ratio", "train time", "sampling NFE"), table)
 
 
 if __name__ == "__main__":

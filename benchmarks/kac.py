@@ -25,6 +25,7 @@ from flowtutor import ODEFlow, data, metrics
 from flowtutor import kac as K
 from flowtutor.diffusion import VPSDE, fit_score, probability_flow_velocity
 from flowtutor.nets import VelocityMLP
+from report import save_table  # benchmarks/report.py: prints the table and saves it in results/
 
 A, C = 25.0, 15.0
 
@@ -66,9 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     names = ("Kac flow", "diffusion (ch. 4 recipe)", "diffusion, times as Kac", "mean-reverting Kac")
-    print(f"device {device}, {args.steps} Adam steps of batch {args.batch}, {args.seeds} seeds (mean ± sd)")
     header = ("model", "weight error", "in a mode", "W2 ratio", "train time", "NFE")
-    table = [header]
+    table = []
     for name in names:
         rows = [run(name, args.steps, args.batch, seed, device) for seed in range(args.seeds)]
 
@@ -79,9 +79,7 @@ def main() -> None:
 
         table.append((name, cell("error", ".3f"), cell("in_mode", ".3f"), cell("w2", ".2f"),
                       f"{statistics.mean(r['seconds'] for r in rows):.1f} s", f"{rows[0]['nfe']}"))
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    draws = []
     for method in ("jumps", "beta"):
         K.sample_kac(1.0, (256, 2), 1600.0, 10.0, method=method, device=device)
         begin = time.perf_counter()
@@ -89,8 +87,10 @@ def main() -> None:
             K.sample_kac(1.0, (256, 2), 1600.0, 10.0, method=method, device=device)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        print(f"exact Kac draws, method {method!r}: {100 * (time.perf_counter() - begin):.2f} ms per batch of 256 x 2 "
-              "at (a, c) = (1600, 10)")
+        draws.append(f"exact Kac draws, method {method!r}: {100 * (time.perf_counter() - begin):.2f} ms per batch of "
+                     "256 x 2 at (a, c) = (1600, 10)")
+    save_table("kac", device, f"six narrow modes, {args.steps} Adam steps of batch {args.batch}, "
+               f"mean ± sd over {args.seeds} seeds", header, table, tuple(draws))
 
 
 if __name__ == "__main__":

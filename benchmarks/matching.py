@@ -33,6 +33,7 @@ import flowtutor as ft
 from flowtutor import ODEFlow, data, metrics
 from flowtutor.matching import fit_matching
 from flowtutor.nets import VelocityMLP
+from report import save_table  # benchmarks/report.py: prints the table and saves it in results/
 
 EULER_STEPS = (1, 2, 4, 8, 16, 32)
 
@@ -120,12 +121,10 @@ def main() -> None:
         ratio = "" if options is None else f"{torchcfm_time[coupling] / per_step:.2f}"
         rows.append((label, "torchcfm" if options is None else "flowtutor", f"{per_step:.2f}", ratio,
                      f"{adaptive:.2f}", *(f"{w:.2f}" for w in euler)))
-    print(f"device {device}, {torch.get_num_threads()} threads, {args.steps} steps of batch {args.batch}, median of "
-          f"{args.repeats} runs per row; W2 ratio = W2(generated, test) / W2(test, test'), n = 1000")
-    header = ("coupling", "library", "ms/step", "torchcfm/this", "W2 dopri5", *(f"Euler {k}" for k in EULER_STEPS))
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    save_table("matching", device, f"flow matching against torchcfm, {args.steps} steps of batch {args.batch}, median "
+               f"of {args.repeats} runs per row; W2 ratio = W2(generated, test) / W2(test, test'), n = 1000",
+               ("coupling", "library", "ms/step", "torchcfm/this", "W2 dopri5", *(f"Euler {k}" for k in EULER_STEPS)),
+               rows)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,23 @@
   reader's first page).
 * The repository and issue buttons follow one setting, ``repository.url`` in ``_config.yml``: off while it is empty
   (the book has no public repository yet), on once it is set. The notebook download button stays.
+* ``static/flowtutor.css``: code cells sized so that 80 columns fit the page, and check cells marked.
+* The student edition (``FLOWTUTOR_EDITION=student``, built by ``make student``): every solution is removed from the
+  pages after it has executed, so the checks that follow it still show their results; the page sources (the
+  notebooks with their solutions) are not copied and the download button is off. Students get their notebooks
+  from ``make assignments`` (coursework/assignments.py).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
+from sphinx.transforms import SphinxTransform
+
 MATHJAX_DIR = "mathjax"
+EDITIONS = ("reader", "student")
 
 
 def _mathjax_source() -> Path:
@@ -28,15 +37,39 @@ def _mathjax_source() -> Path:
     return source
 
 
+class RemoveSolutions(SphinxTransform):
+    """The student edition: drops every solution, gated or not (sphinx-exercise's own ``hide_solutions`` drops only
+    the opening fence of a gated solution and leaves the cells inside on the page)."""
+
+    default_priority = 20  # after sphinx-exercise has merged gated solutions into one node (priority 10)
+
+    def apply(self) -> None:
+        if self.config.flowtutor_edition != "student":
+            return
+        from sphinx_exercise.nodes import solution_node
+
+        for node in list(self.document.findall(solution_node)):
+            node.parent.remove(node)
+
+
 def _configure(app, config) -> None:
     _mathjax_source()  # fail early, before a long build, if MathJax is missing
+    config.flowtutor_edition = os.environ.get("FLOWTUTOR_EDITION", config.flowtutor_edition)
+    if config.flowtutor_edition not in EDITIONS:
+        raise ValueError(f"FLOWTUTOR_EDITION must be one of {EDITIONS}, got {config.flowtutor_edition!r}")
     config.mathjax_path = f"{MATHJAX_DIR}/tex-mml-chtml.js"
+    config.html_static_path = [*config.html_static_path, str(Path(__file__).parent / "static")]
     options = config.html_theme_options
     has_repository = bool(options.get("repository_url"))
     options["use_repository_button"] = has_repository
     options["use_issues_button"] = has_repository
     if not config.html_context.get("default_mode"):  # else the theme logs "invalid theme mode" on a first visit
         config.html_context = {**config.html_context, "default_mode": "auto"}
+    if config.flowtutor_edition == "student":
+        config.html_title = f"{config.html_title or config.project} (student edition)"
+        config.html_copy_source = False
+        config.html_show_sourcelink = False
+        options["use_download_button"] = False
 
 
 def _copy_mathjax(app, exception) -> None:
@@ -56,6 +89,9 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    app.add_config_value("flowtutor_edition", "reader", "env", [str])
+    app.add_transform(RemoveSolutions)
+    app.add_css_file("flowtutor.css")
     app.connect("config-inited", _configure, priority=900)
     app.connect("html-page-context", _dedupe_scripts)
     app.connect("build-finished", _copy_mathjax)
