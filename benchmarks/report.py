@@ -29,7 +29,8 @@ def _cpu_model() -> str:
 
 
 def machine(device: torch.device) -> dict:
-    """What the numbers were measured on: date, CPU, cores and threads, torch, and the GPU where one was used."""
+    """What the numbers were measured on: date, CPU, cores and threads, torch, the load average when the run ended
+    (timings of a loaded machine are slower), and the GPU where one was used."""
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
@@ -38,6 +39,7 @@ def machine(device: torch.device) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        "load": round(os.getloadavg()[0], 1),  # other work on the machine slows the timings: on record with them
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -83,7 +85,7 @@ def load_all() -> list[dict]:
 def markdown(record: dict) -> str:
     """A saved result as Markdown: what ran, on which machine, its table and notes."""
     m = record["machine"]
-    where = f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads)"
+    where = f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads, load average {m['load']})"
     if "gpu" in m:
         where += f", GPU {m['gpu']}"
     lines = [

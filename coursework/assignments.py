@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BOOK = ROOT / "book"
 DEFAULT_OUT = ROOT / "_build" / "coursework"
 CHECK_TAG = "check"
 CHECK_POINTS = 1  # each check cell, graded automatically
@@ -58,8 +57,9 @@ class Exercise:
 
 
 def chapters() -> list[Path]:
-    """The chapter notebooks, in book order."""
-    return sorted(p for p in BOOK.glob("[0-9][0-9]_*/*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    """The chapter notebooks, in the order of the table of contents (``_toc.yml``)."""
+    files = re.findall(r"^\s*-\s*file:\s*(\S+)\s*$", (ROOT / "_toc.yml").read_text(), flags=re.MULTILINE)
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
 
 
 def _text(cell: dict) -> str:
