@@ -88,8 +88,10 @@ def test_site_settings_serve_the_book_offline_and_render_output_tables():
     import site_settings
 
     for url, shown in (("", False), ("https://example.org/flowtutor", True)):
-        cfg = SimpleNamespace(mathjax_path=None, html_theme_options={"repository_url": url}, html_context={})
+        cfg = SimpleNamespace(mathjax_path=None, html_theme_options={"repository_url": url}, html_context={},
+                              html_static_path=[], flowtutor_edition="reader", html_title="T")
         site_settings._configure(None, cfg)
         assert cfg.html_theme_options["use_repository_button"] is shown
         assert cfg.mathjax_path == "mathjax/tex-mml-chtml.js" and cfg.html_context["default_mode"] == "auto"
+        assert cfg.html_title == "T" and any(p.endswith("static") for p in cfg.html_static_path)
 
