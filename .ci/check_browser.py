@@ -61,7 +61,7 @@ def _broken_links(pages: list[Path]) -> list[str]:
     return bad
 
 
-CHECK_PAGE = """async () => {
+CHECK_PAGE = r"""async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const math = [...document.querySelectorAll('.math')];
   const raw = math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
