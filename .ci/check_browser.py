@@ -32,8 +32,13 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # a page closed while its request (e.g. the browser's favicon.ico probe) was answered: not the site's fault
+
+
 def _serve() -> http.server.ThreadingHTTPServer:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(SITE)))
+    server = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(SITE)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -68,7 +73,8 @@ CHECK_PAGE = r"""async () => {
   const errors = document.querySelectorAll('mjx-merror, .MathJax_Error').length;
   const images = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
   const pipes = [...document.querySelectorAll('.cell_output p, .output p')]
-    .filter(p => p.textContent.trim().startsWith('|')).map(p => p.textContent.slice(0, 60));
+    .filter(p => !p.closest('table') && p.textContent.trim().startsWith('|'))
+    .map(p => p.textContent.slice(0, 60));
   const wide = [...document.querySelectorAll('div.cell_input pre')]
     .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.split('\n')[0].slice(0, 50));
   return {math: math.length, raw, errors, images, pipes, wide,
