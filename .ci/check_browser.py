@@ -34,7 +34,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 class _Server(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
-        pass  # a page closed while its request (e.g. the browser's favicon.ico probe) was answered: not the site's fault
+        # a page closed while its request (e.g. the browser's favicon.ico probe) was answered: not the site's fault
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def _serve() -> http.server.ThreadingHTTPServer:

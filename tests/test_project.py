@@ -1,6 +1,7 @@
 """Project hygiene: the pins of pyproject.toml and environment.yml agree; notebooks are stored cleared."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -94,4 +95,11 @@ def test_site_settings_serve_the_book_offline_and_render_output_tables():
         assert cfg.html_theme_options["use_repository_button"] is shown
         assert cfg.mathjax_path == "mathjax/tex-mml-chtml.js" and cfg.html_context["default_mode"] == "auto"
         assert cfg.html_title == "T" and any(p.endswith("static") for p in cfg.html_static_path)
+        assert cfg.html_theme_options.get("use_download_button", True)  # the reader's edition keeps the download
+    student = SimpleNamespace(mathjax_path=None, html_theme_options={}, html_context={}, html_static_path=[],
+                              flowtutor_edition="student", html_title="T", project="P")
+    if "FLOWTUTOR_EDITION" not in os.environ:  # the environment variable overrides the setting
+        site_settings._configure(None, student)
+        assert student.html_title == "T (student edition)" and student.html_copy_source is False
+        assert student.html_theme_options["use_download_button"] is False
 
