@@ -42,6 +42,7 @@ from flowtutor import (  # noqa: E402
     nets,
     pde,
     plotting,
+    ratio,
     sde,
     training,
 )
@@ -779,6 +780,21 @@ probes("training.fit", training.fit, fit_args, loss_fn=BAD_CALLABLE, optimizer=s
        clip_grad=bad_real(low=0.0, open_low=True, optional=True), progress=BAD_BOOL,
        scheduler=st.sampled_from(["cosine", 3]), module=st.sampled_from(["net", 3]))
 probes("training.progress_enabled", training.progress_enabled, lambda: {"progress": True}, progress=BAD_BOOL)
+
+# ratio
+probes("ratio.logistic_loss", ratio.logistic_loss, lambda: {"logits_0": T(5), "logits_1": T(5, seed=1)},
+       logits_0=bad_tensor((5,)), logits_1=bad_tensor((5,)))
+probes("ratio.LogRatio", ratio.LogRatio, lambda: {"d": 2}, d=bad_int(), n_terms=bad_int(), hidden=bad_int(),
+       n_layers=bad_int(0), generator=BAD_GENERATOR)
+for method in ("forward", "terms"):
+    probes(f"ratio.LogRatio.{method}", lambda method=method, **kw: getattr(ratio.LogRatio(2, 2, hidden=4).double(),
+                                                                          method)(**kw),
+           lambda: {"x": T(5, 2)}, x=bad_points())
+probes("ratio.fit_log_ratio", ratio.fit_log_ratio,
+       lambda: {"samples": T(2, 6, 2), "n_steps": 1, "batch": 4, "hidden": 4, "progress": False},
+       samples=bad_tensor((2, 6, 2), wrong_shapes=((1, 6, 2), (2, 0, 2), (6, 2))), n_steps=bad_int(),
+       batch=bad_int(), lr=POSITIVE, weight_decay=NONNEGATIVE, hidden=bad_int(), n_layers=bad_int(0),
+       generator=BAD_GENERATOR, progress=BAD_BOOL)
 
 # Public names that take no input to validate, with the reason.
 EXEMPT = {
