@@ -3,7 +3,8 @@
 A classifier ``phi`` trained with the logistic loss (eq. ``ch9-logistic``) between samples of ``f0`` (label 0) and
 ``f1`` (label 1) estimates ``log f1/f0`` (``lem-logistic``). Between distributions that barely overlap its
 logits are not determined where both densities are tiny; telescoping (eq. ``ch9-telescope``) sums the log ratios of
-neighbouring distributions ``p_0, ..., p_N`` instead (Rhodes et al. 2020; Choi et al. 2022; Xu et al. 2025).
+neighbouring distributions ``p_0, ..., p_N`` instead (Rhodes et al. 2020; Choi et al. 2022), which a flow from ``p_0``
+to ``p_N`` supplies (Xu, Cheng & Xie 2025; Xie & Cheng 2025).
 :class:`LogRatio` holds the ``N`` classifiers of a telescope as one batched network: they are independent (separate
 weights, separate losses) but evaluated in one matrix product per layer.
 """
@@ -16,7 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_generator, check_int, check_nonnegative, check_points, check_positive, check_tensor
+from ._checks import (
+    check_device,
+    check_dtype,
+    check_generator,
+    check_int,
+    check_nonnegative,
+    check_points,
+    check_positive,
+    check_tensor,
+)
 from .training import fit
 
 __all__ = ["logistic_loss", "LogRatio", "fit_log_ratio"]
@@ -48,24 +58,28 @@ class LogRatio(nn.Module):
     ``n_layers`` hidden layers of width ``hidden``; ``n_layers = 0`` makes each ``phi_k`` affine (logistic
     regression), exact for Gaussians of equal covariance.
 
+    The weights are drawn (as ``nn.Linear`` draws them) from ``generator`` on ``device`` in ``dtype``.
     ``forward(x)`` returns ``sum_k phi_k(x)`` of shape ``(n,)``: with ``phi_k`` trained on ``(p_k, p_{k+1})`` it
     estimates ``log p_N/p_0`` by the telescoping sum (eq. ``ch9-telescope``); ``terms(x)`` returns every ``phi_k(x)``,
     shape ``(n_terms, n)``. ``n_terms = 1`` is the single classifier.
     """
 
     def __init__(self, d: int, n_terms: int = 1, hidden: int = 64, n_layers: int = 2,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, *, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu"):
         super().__init__()
         self.d, self.n_terms = check_int(d, "d"), check_int(n_terms, "n_terms")
         check_int(hidden, "hidden")
         check_int(n_layers, "n_layers", minimum=0)
-        check_generator(generator)
+        dtype, device = check_dtype(dtype), check_device(device)
+        check_generator(generator, device=device)
         widths = [d] + [hidden] * n_layers + [1]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for w_in, w_out in zip(widths[:-1], widths[1:]):  # nn.Linear's initialisation, one block per term
             bound = 1 / math.sqrt(w_in)
-            self.weights.append(nn.Parameter((torch.rand(n_terms, w_in, w_out, generator=generator) * 2 - 1) * bound))
-            self.biases.append(nn.Parameter((torch.rand(n_terms, 1, w_out, generator=generator) * 2 - 1) * bound))
+            for shape, params in (((n_terms, w_in, w_out), self.weights), ((n_terms, 1, w_out), self.biases)):
+                u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
+                params.append(nn.Parameter((2 * u - 1) * bound))
 
     def _batched(self, x: torch.Tensor) -> torch.Tensor:  # x: (n_terms, n, d) -> (n_terms, n)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -99,7 +113,8 @@ def fit_log_ratio(samples: torch.Tensor, n_steps: int, *, batch: int = 512, lr: 
     :func:`logistic_loss` between ``samples[k]`` (label 0) and ``samples[k + 1]`` (label 1).
 
     With ``N = 1`` (``samples = torch.stack([x0, x1])``) it is one classifier estimating ``log f1/f0``. Each step
-    draws ``batch`` rows of every sample set with replacement; AdamW (``weight_decay``) with a cosine
+    draws ``batch`` rows of every sample set with replacement (from ``generator``, which also draws the initial
+    weights: equal generators give equal fits); AdamW (``weight_decay``) with a cosine
     learning-rate decay, through :func:`flowtutor.training.fit` (NaN guard, progress). The loss history is kept
     as the returned module's ``history``.
     """
@@ -112,7 +127,7 @@ def fit_log_ratio(samples: torch.Tensor, n_steps: int, *, batch: int = 512, lr: 
     check_nonnegative(weight_decay, "weight_decay")
     check_generator(generator, device=samples.device)
     n_sets, n, d = samples.shape
-    model = LogRatio(d, n_sets - 1, hidden, n_layers).to(samples.device, samples.dtype)
+    model = LogRatio(d, n_sets - 1, hidden, n_layers, generator, dtype=samples.dtype, device=samples.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, n_steps)
     rows = torch.arange(n_sets, device=samples.device)[:, None]

@@ -785,7 +785,7 @@ probes("training.progress_enabled", training.progress_enabled, lambda: {"progres
 probes("ratio.logistic_loss", ratio.logistic_loss, lambda: {"logits_0": T(5), "logits_1": T(5, seed=1)},
        logits_0=bad_tensor((5,)), logits_1=bad_tensor((5,)))
 probes("ratio.LogRatio", ratio.LogRatio, lambda: {"d": 2}, d=bad_int(), n_terms=bad_int(), hidden=bad_int(),
-       n_layers=bad_int(0), generator=BAD_GENERATOR)
+       n_layers=bad_int(0), generator=BAD_GENERATOR, dtype=BAD_DTYPE, device=BAD_DEVICE)
 for method in ("forward", "terms"):
     probes(f"ratio.LogRatio.{method}", lambda method=method, **kw: getattr(ratio.LogRatio(2, 2, hidden=4).double(),
                                                                           method)(**kw),

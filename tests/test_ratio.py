@@ -107,6 +107,17 @@ def test_fitted_logistic_regressions_recover_the_terms_of_a_gaussian_path():
     assert err < 0.3 < truth.abs().mean().item(), err
 
 
+def test_equal_generators_give_equal_fits_in_the_samples_dtype():
+    samples = torch.randn(3, 50, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    fits = [fit_log_ratio(samples, 20, batch=8, hidden=4, generator=torch.Generator().manual_seed(5), progress=False)
+            for _ in range(2)]
+    assert fits[0].weights[0].dtype == F64
+    for a, b in zip(fits[0].parameters(), fits[1].parameters()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    other = fit_log_ratio(samples, 20, batch=8, hidden=4, generator=torch.Generator().manual_seed(6), progress=False)
+    assert not torch.equal(other.weights[0], fits[0].weights[0])
+
+
 def test_one_classifier_estimates_an_overlapping_log_ratio():
     ft.seed_everything(0)
     g = torch.Generator().manual_seed(2)
@@ -142,7 +153,8 @@ def test_bad_input_is_rejected():
 @pytest.mark.gpu
 def test_ratio_on_cuda():
     samples = torch.randn(3, 64, 2, device="cuda")
-    model = fit_log_ratio(samples, 5, batch=16, progress=False)
+    model = fit_log_ratio(samples, 5, batch=16, generator=torch.Generator("cuda").manual_seed(0), progress=False)
+    assert model.weights[0].device.type == "cuda"
     x = torch.randn(10, 2, device="cuda")
     assert model(x).device.type == "cuda" and model.terms(x).shape == (2, 10)
     assert logistic_loss(model(x), model(x)).device.type == "cuda"
