@@ -6,7 +6,7 @@ noise) to ``t = 1`` (data); methods stated the other way round are converted by
 :func:`flowtutor.flow.reverse_time`.
 """
 
-from . import blocks, cnf, compare, control, data, diffusion, divergence, energy, flow, gaussian, jko, kac, matching, metrics, nets, pde, plotting, ratio, sde, training
+from . import blocks, cnf, compare, control, data, diffusion, divergence, energy, flow, gaussian, guidance, jko, kac, matching, metrics, nets, pde, plotting, ratio, sde, training
 from ._runtime import default_device, quick_mode, seed_everything, sized
 from .flow import ODEFlow, reverse_time
 
@@ -27,6 +27,7 @@ __all__ = [
     "energy",
     "flow",
     "gaussian",
+    "guidance",
     "jko",
     "kac",
     "matching",

@@ -1,4 +1,4 @@
-"""2-D targets used across the book, as ``torch.distributions`` objects.
+"""2-D targets used across the book, as ``torch.distributions`` objects, and one real data set.
 
 Every target takes its scale, noise, ``dtype``/``device`` and an optional seeded
 ``torch.Generator`` as explicit arguments (a generator must live on the target's device).
@@ -38,6 +38,8 @@ __all__ = [
     "Checkerboard",
     "Pinwheel",
     "TwoSpirals",
+    "load_digits",
+    "dequantize",
 ]
 
 
@@ -363,3 +365,43 @@ class TwoSpirals(_Planar):
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("TwoSpirals has no closed-form density; use it as a sampler")
+
+
+DIGIT_LEVELS = 17  # the pixels of scikit-learn's 8x8 digits take the integer values 0, ..., 16
+
+
+def load_digits(split: str = "train", *, test_fraction: float = 0.25, dtype=torch.float32,
+                device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package: nothing is downloaded).
+
+    Returns ``(x, y)``: ``x`` of shape ``(n, 64)`` with the raw integer pixel values 0..16 (row-major, as
+    ``float``), ``y`` the labels 0..9 (``int64``). The split is fixed: a stratified ``train_test_split`` with
+    ``random_state=0`` holding out ``test_fraction`` of the images (450 with the default).
+    """
+    from sklearn.datasets import load_digits as _sk_digits
+    from sklearn.model_selection import train_test_split
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    test_fraction = check_interval(test_fraction, "test_fraction", 0.0, 1.0, open_low=True, open_high=True)
+    dtype, device = check_dtype(dtype), check_device(device)
+    images = _sk_digits()
+    parts = train_test_split(images.data, images.target, test_size=test_fraction, random_state=0,
+                             stratify=images.target)
+    x, y = (parts[0], parts[2]) if split == "train" else (parts[1], parts[3])
+    return (torch.as_tensor(x, dtype=dtype, device=device),
+            torch.as_tensor(y, dtype=torch.int64, device=device))
+
+
+def dequantize(x: torch.Tensor, n_levels: int = DIGIT_LEVELS, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform dequantisation: integer values ``x`` in ``{0, ..., n_levels - 1}`` to ``(x + u) / n_levels`` in
+    ``[0, 1)``, ``u ~ U[0, 1)`` per entry. A density ``q`` of the result bounds the discrete log-likelihood,
+    ``log P(x) >= E_u log q((x + u) / n_levels) - d log n_levels`` (:func:`flowtutor.metrics.bits_per_dim`).
+    """
+    check_tensor(x, "x")
+    n_levels = check_int(n_levels, "n_levels", minimum=2)
+    check_generator(generator, device=x.device)
+    if bool(((x < 0) | (x > n_levels - 1) | (x != torch.round(x))).any()):
+        raise ValueError(f"x must hold integers in [0, {n_levels - 1}]")
+    u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    return (x + u) / n_levels

@@ -42,6 +42,7 @@ __all__ = [
     "kl_mc",
     "entropy_mc",
     "nll",
+    "bits_per_dim",
     "f_divergence_grid",
     "kl_grid",
     "tv_grid",
@@ -112,6 +113,20 @@ def nll(log_probs: torch.Tensor) -> Estimate:
     if not bool(torch.isfinite(log_probs).all()):
         raise ValueError("log_probs contains NaN or infinite values: the model gives some test point zero density")
     return _mean(-log_probs, "log_probs")
+
+
+def bits_per_dim(log_probs: torch.Tensor, d: int, n_levels: int) -> Estimate:
+    """Bits per dimension of discrete data with ``n_levels`` values per entry, from the log-densities
+    ``log q(y_i)`` of their dequantised versions ``y_i = (x_i + u_i) / n_levels`` in ``[0, 1)^d``
+    (:func:`flowtutor.data.dequantize`): ``(d log n_levels - log q(y_i)) / (d log 2)``, averaged, an upper bound on
+    the discrete model's code length. The uniform density on ``[0, 1)^d`` gives exactly ``log2 n_levels``.
+    """
+    check_tensor(log_probs, "log_probs", ndim=1, finite=False)
+    d = check_int(d, "d")
+    n_levels = check_int(n_levels, "n_levels", minimum=2)
+    if not bool(torch.isfinite(log_probs).all()):
+        raise ValueError("log_probs contains NaN or infinite values: the model gives some test point zero density")
+    return _mean((d * math.log(n_levels) - log_probs) / (d * math.log(2)), "log_probs")
 
 
 def _check_grid(p: torch.Tensor, q: torch.Tensor, cell: float) -> float:

@@ -35,6 +35,7 @@ from flowtutor import (  # noqa: E402
     energy,
     flow,
     gaussian,
+    guidance,
     jko,
     kac,
     matching,
@@ -780,6 +781,56 @@ probes("training.fit", training.fit, fit_args, loss_fn=BAD_CALLABLE, optimizer=s
        clip_grad=bad_real(low=0.0, open_low=True, optional=True), progress=BAD_BOOL,
        scheduler=st.sampled_from(["cosine", 3]), module=st.sampled_from(["net", 3]))
 probes("training.progress_enabled", training.progress_enabled, lambda: {"progress": True}, progress=BAD_BOOL)
+
+# guidance
+BAD_LABELS = st.one_of(NOT_A_TENSOR, lazy(lambda: torch.tensor([0, 3, 1, 0, 1]), lambda: torch.tensor([0, -1, 1, 0, 1]),
+                                          lambda: torch.zeros(5), lambda: torch.zeros(5, 1, dtype=torch.long)))
+
+
+def mixture_path():
+    return guidance.MixturePath(torch.ones(2, dtype=F64), T(2, 2), torch.stack([SPD(), SPD(seed=2)]))
+
+
+probes("guidance.MixturePath", guidance.MixturePath,
+       lambda: {"weights": torch.ones(2, dtype=F64), "means": T(2, 2), "covariances": torch.stack([SPD(), SPD()])},
+       weights=st.one_of(bad_tensor((2,), wrong_shapes=((3,),)), lazy(lambda: torch.tensor([-1.0, 2.0], dtype=F64))),
+       means=bad_tensor((2, 2), wrong_shapes=((3, 2),)),
+       covariances=st.one_of(bad_tensor((2, 2, 2), wrong_shapes=((2, 3, 3),)), lazy(lambda: -torch.stack([SPD()] * 2))),
+       path=st.sampled_from(["linear", 3, object()]))
+probes("guidance.MixturePath.component", lambda **kw: mixture_path().component(**kw), lambda: {"index": [1]},
+       index=st.sampled_from([[], [2], [-1], [0, 5]]))
+for method in ("log_prob", "posterior", "velocity", "score"):
+    probes(f"guidance.MixturePath.{method}", lambda method=method, **kw: getattr(mixture_path(), method)(**kw),
+           lambda: {"t": torch.full((5,), 0.5, dtype=F64), "x": T(5, 2)}, t=bad_time_tensor(5), x=bad_points())
+probes("guidance.guided_velocity", guidance.guided_velocity, lambda: {"v_uncond": field, "v_cond": field, "w": 2.0},
+       v_uncond=BAD_CALLABLE, v_cond=BAD_CALLABLE, w=bad_real())
+probes("guidance.drop_labels", guidance.drop_labels, lambda: {"y": torch.tensor([0, 1, 2, 0, 1]), "n_classes": 3,
+                                                              "p": 0.5},
+       y=BAD_LABELS, n_classes=bad_int(), p=UNIT, generator=BAD_GENERATOR)
+probes("guidance.ConditionalVelocityMLP", guidance.ConditionalVelocityMLP, lambda: {"d": 2, "n_classes": 3},
+       d=bad_int(), n_classes=bad_int(), hidden=bad_int(), n_layers=bad_int(), n_freq=bad_int(0), embed_dim=bad_int())
+probes("guidance.ConditionalVelocityMLP.forward",
+       lambda **kw: guidance.ConditionalVelocityMLP(2, 2, hidden=4).double()(**kw),
+       lambda: {"t": torch.tensor(0.5, dtype=F64), "x": T(5, 2), "y": torch.tensor([0, 1, 2, 0, 1])},
+       x=bad_points(values=False, meta=False), y=st.one_of(BAD_LABELS, lazy(lambda: torch.tensor([0, 1]))))
+probes("guidance.ConditionalVelocityMLP.field", lambda **kw: guidance.ConditionalVelocityMLP(2, 2, hidden=4).field(**kw),
+       lambda: {"y": 1, "w": 2.0}, y=st.one_of(BAD_LABELS, st.sampled_from([3, -1, True, 1.0])), w=bad_real())
+probes("guidance.fit_conditional_matching", guidance.fit_conditional_matching,
+       lambda: {"model": guidance.ConditionalVelocityMLP(2, 2, hidden=4), "n_steps": 1, "batch": 4, "progress": False,
+                "sample": lambda n: (torch.randn(n, 2), torch.randint(0, 2, (n,)))},
+       model=st.sampled_from([None, field, nets.VelocityMLP(2, hidden=4)]), sample=BAD_CALLABLE, n_steps=bad_int(),
+       p_drop=UNIT, batch=bad_int(), lr=POSITIVE, path=st.sampled_from(["linear", 3]), generator=BAD_GENERATOR,
+       progress=BAD_BOOL)
+probes("data.load_digits", data.load_digits, lambda: {"split": "test"}, split=bad_choice(("train", "test")),
+       test_fraction=UNIT, dtype=BAD_DTYPE, device=BAD_DEVICE)
+probes("data.dequantize", data.dequantize, lambda: {"x": torch.tensor([[0.0, 16.0]], dtype=F64)},
+       x=st.one_of(NOT_A_TENSOR, lazy(lambda: torch.ones(2, dtype=torch.int64), lambda: torch.zeros(2, device="meta")),
+                   lazy(lambda: torch.tensor([[0.5, 1.0]], dtype=F64),
+                                                          lambda: torch.tensor([[17.0, 1.0]], dtype=F64),
+                                                          lambda: torch.tensor([[NAN, 1.0]], dtype=F64))),
+       n_levels=bad_int(2), generator=BAD_GENERATOR)
+probes("metrics.bits_per_dim", metrics.bits_per_dim, lambda: {"log_probs": T(5), "d": 64, "n_levels": 17},
+       log_probs=bad_tensor((5,)), d=bad_int(), n_levels=bad_int(2))
 
 # ratio
 probes("ratio.logistic_loss", ratio.logistic_loss, lambda: {"logits_0": T(5), "logits_1": T(5, seed=1)},
