@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/matching.py
 	$(PY) benchmarks/jko.py
 	$(PY) benchmarks/kac.py
+	$(PY) benchmarks/guidance.py
 
 lock: $(STAMP)
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^flowtutor' | sed 's/+cpu//'; } > constraints.txt.new

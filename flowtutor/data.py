@@ -395,8 +395,9 @@ def load_digits(split: str = "train", *, test_fraction: float = 0.25, dtype=torc
 
 def dequantize(x: torch.Tensor, n_levels: int = DIGIT_LEVELS, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform dequantisation: integer values ``x`` in ``{0, ..., n_levels - 1}`` to ``(x + u) / n_levels`` in
-    ``[0, 1)``, ``u ~ U[0, 1)`` per entry. A density ``q`` of the result bounds the discrete log-likelihood,
-    ``log P(x) >= E_u log q((x + u) / n_levels) - d log n_levels`` (:func:`flowtutor.metrics.bits_per_dim`).
+    ``[0, 1)``, ``u ~ U[0, 1)`` per entry. A density ``q`` of the result bounds the discrete log-likelihood (eq.
+    ``ch10-dequant``), ``log P(x) >= E_u log q((x + u) / n_levels) - d log n_levels``
+    (:func:`flowtutor.metrics.bits_per_dim`).
     """
     check_tensor(x, "x")
     n_levels = check_int(n_levels, "n_levels", minimum=2)

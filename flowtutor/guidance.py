@@ -31,7 +31,8 @@ from .matching import AffinePath, LinearPath, _check_path
 from .nets import MLP, TimeEmbedding
 from .training import fit
 
-__all__ = ["MixturePath", "guided_velocity", "ConditionalVelocityMLP", "drop_labels", "fit_conditional_matching"]
+__all__ = ["MixturePath", "guided_velocity", "classifier_guidance", "ConditionalVelocityMLP", "drop_labels",
+           "fit_conditional_matching"]
 
 
 class MixturePath:
@@ -41,8 +42,8 @@ class MixturePath:
     ``x_t`` is the mixture of the components' Gaussian paths, ``p_t = sum_k w_k N(alpha_t m_k, alpha_t^2 S_k +
     sigma_t^2 I)``, and its marginal velocity is the posterior average of the components' velocities (eq.
     ``ch4-gauss-u`` for each): ``u_t(x) = sum_k pi_k(t, x) u_t^k(x)`` with ``pi_k ∝ w_k N_k(t, x)``, since
-    ``u_t(x) = E[dx_t/dt | x_t = x]`` and the component is one more latent variable. ``component(k)`` restricts to
-    a sub-mixture (the data of one class).
+    ``u_t(x) = E[dx_t/dt | x_t = x]`` and the component is one more latent variable (as the label is in
+    eq. ``ch10-tower``). ``component(k)`` restricts to a sub-mixture (the data of one class).
     """
 
     def __init__(self, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor,
@@ -65,10 +66,14 @@ class MixturePath:
 
     def component(self, index: list[int] | torch.Tensor) -> MixturePath:
         """The sub-mixture of the components ``index`` (weights renormalised)."""
+        index = self._index(index)
+        return MixturePath(self.weights[index], self.means[index], self.covariances[index], self.path)
+
+    def _index(self, index: list[int] | torch.Tensor) -> torch.Tensor:
         index = torch.as_tensor(index, dtype=torch.long, device=self.means.device).reshape(-1)
         if index.numel() == 0 or bool(((index < 0) | (index >= len(self.weights))).any()):
             raise ValueError(f"index must hold component numbers in [0, {len(self.weights)}), got {index.tolist()}")
-        return MixturePath(self.weights[index], self.means[index], self.covariances[index], self.path)
+        return index
 
     def _log_joint(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # (n, K): log w_k N_k(t, x)
         check_points(x, "x", d=self.d)
@@ -89,6 +94,13 @@ class MixturePath:
         """``pi_k(t, x)``, the probability of component ``k`` given ``x_t = x``, shape ``(n, K)``."""
         return torch.softmax(self._log_joint(t, x), dim=1)
 
+    def log_class_posterior(self, t: torch.Tensor, x: torch.Tensor, index: list[int] | torch.Tensor) -> torch.Tensor:
+        """``log p_t(y | x) = log sum_{k in index} pi_k(t, x)``: the log-probability that ``x_t = x`` came from the
+        class ``y`` made of the components ``index`` (the exact noisy classifier of eq. ``ch10-cg``), shape ``(n,)``."""
+        index = self._index(index)
+        log_joint = self._log_joint(t, x)
+        return torch.logsumexp(log_joint[:, index], dim=1) - torch.logsumexp(log_joint, dim=1)
+
     def velocity(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The marginal velocity ``sum_k pi_k u_t^k``, shape ``(n, d)``."""
         pi = self.posterior(t, x)
@@ -102,19 +114,52 @@ class MixturePath:
 
 def guided_velocity(v_uncond: Callable, v_cond: Callable, w: float) -> Callable[[torch.Tensor, torch.Tensor],
                                                                                   torch.Tensor]:
-    """Classifier-free guidance: ``v(t, x) = v_uncond(t, x) + w (v_cond(t, x) - v_uncond(t, x))``.
+    """Classifier-free guidance (eq. ``ch10-cfg``): ``v(t, x) = v_uncond(t, x) + w (v_cond(t, x) - v_uncond(t, x))``.
 
-    ``w = 0`` is the unconditional field, ``w = 1`` the conditional one, ``w > 1`` extrapolates past it.
+    ``w = 0`` is the unconditional field, ``w = 1`` the conditional one (each returned as it is, so that one network
+    evaluation is spent per call), ``w > 1`` extrapolates past it.
     """
     check_callable(v_uncond, "v_uncond")
     check_callable(v_cond, "v_cond")
     w = check_real(w, "w")
+    if w in (0.0, 1.0):
+        return v_cond if w == 1.0 else v_uncond
 
     def v(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         base = v_uncond(t, x)
         return base + w * (v_cond(t, x) - base)
 
     return v
+
+
+def classifier_guidance(v: Callable, log_classifier: Callable, w: float, path: AffinePath | None = None
+                        ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Classifier guidance (eq. ``ch10-cg``): ``v(t, x) + w c_t grad_x log p_t(y | x)`` with
+    ``c_t = sigma_t^2 alpha_t'/alpha_t - sigma_t sigma_t'``, the factor that turns a score into a velocity on an affine
+    path (chapter 4). ``log_classifier(t, x)`` returns ``log p_t(y | x)`` of shape ``(n,)`` for the wanted label;
+    its gradient comes from autograd. ``path`` defaults to :class:`~flowtutor.matching.LinearPath`. Defined where
+    ``alpha_t > 0`` (for the linear path, ``t > 0``).
+    """
+    check_callable(v, "v")
+    check_callable(log_classifier, "log_classifier")
+    w = check_real(w, "w")
+    path = LinearPath() if path is None else path
+    _check_path(path)
+
+    def guided(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            log_p = log_classifier(t, xg)
+            if not isinstance(log_p, torch.Tensor) or log_p.shape != (x.shape[0],):
+                raise ValueError(f"log_classifier must return shape ({x.shape[0]},), got "
+                                 f"{tuple(log_p.shape) if isinstance(log_p, torch.Tensor) else type(log_p).__name__}")
+            (grad,) = torch.autograd.grad(log_p.sum(), xg)
+        tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        alpha, sigma = path.alpha(tt), path.sigma(tt)
+        c = sigma**2 * path.d_alpha(tt) / alpha - sigma * path.d_sigma(tt)
+        return v(t, x) + w * c * grad
+
+    return guided
 
 
 def drop_labels(y: torch.Tensor, n_classes: int, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -190,7 +235,7 @@ class ConditionalVelocityMLP(nn.Module):
 def fit_conditional_matching(model: ConditionalVelocityMLP, sample: Callable, n_steps: int, *, p_drop: float = 0.1,
                              batch: int = 256, lr: float = 1e-3, path: AffinePath | None = None,
                              generator: torch.Generator | None = None, progress: bool = True) -> list[float]:
-    """Conditional flow matching with label dropout: minimise ``E |v(t, x_t, y') - dx_t/dt|^2`` over
+    """Conditional flow matching (eq. ``ch10-cfm``) with label dropout: minimise ``E |v(t, x_t, y') - dx_t/dt|^2`` over
     ``(x1, y) = sample(batch)``, ``x0 ~ N(0, I)``, ``t ~ U[0, 1]``, ``y'`` the label dropped to null with
     probability ``p_drop`` (:func:`drop_labels`); Adam with a cosine decay, through :func:`flowtutor.training.fit`.
     ``path`` defaults to :class:`~flowtutor.matching.LinearPath`. Returns the loss history.

@@ -116,7 +116,7 @@ def nll(log_probs: torch.Tensor) -> Estimate:
 
 
 def bits_per_dim(log_probs: torch.Tensor, d: int, n_levels: int) -> Estimate:
-    """Bits per dimension of discrete data with ``n_levels`` values per entry, from the log-densities
+    """Bits per dimension (eq. ``ch10-bpd``) of discrete data with ``n_levels`` values per entry, from the log-densities
     ``log q(y_i)`` of their dequantised versions ``y_i = (x_i + u_i) / n_levels`` in ``[0, 1)^d``
     (:func:`flowtutor.data.dequantize`): ``(d log n_levels - log q(y_i)) / (d log 2)``, averaged, an upper bound on
     the discrete model's code length. The uniform density on ``[0, 1)^d`` gives exactly ``log2 n_levels``.

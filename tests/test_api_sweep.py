@@ -802,6 +802,12 @@ probes("guidance.MixturePath.component", lambda **kw: mixture_path().component(*
 for method in ("log_prob", "posterior", "velocity", "score"):
     probes(f"guidance.MixturePath.{method}", lambda method=method, **kw: getattr(mixture_path(), method)(**kw),
            lambda: {"t": torch.full((5,), 0.5, dtype=F64), "x": T(5, 2)}, t=bad_time_tensor(5), x=bad_points())
+probes("guidance.MixturePath.log_class_posterior", lambda **kw: mixture_path().log_class_posterior(**kw),
+       lambda: {"t": torch.full((5,), 0.5, dtype=F64), "x": T(5, 2), "index": [1]}, t=bad_time_tensor(5),
+       x=bad_points(), index=st.sampled_from([[], [2], [-1], [0, 5]]))
+probes("guidance.classifier_guidance", guidance.classifier_guidance,
+       lambda: {"v": field, "log_classifier": lambda t, x: x[:, 0], "w": 2.0},
+       v=BAD_CALLABLE, log_classifier=BAD_CALLABLE, w=bad_real(), path=st.sampled_from(["linear", 3]))
 probes("guidance.guided_velocity", guidance.guided_velocity, lambda: {"v_uncond": field, "v_cond": field, "w": 2.0},
        v_uncond=BAD_CALLABLE, v_cond=BAD_CALLABLE, w=bad_real())
 probes("guidance.drop_labels", guidance.drop_labels, lambda: {"y": torch.tensor([0, 1, 2, 0, 1]), "n_classes": 3,

@@ -13,6 +13,7 @@ from flowtutor.gaussian import GaussianPath
 from flowtutor.guidance import (
     ConditionalVelocityMLP,
     MixturePath,
+    classifier_guidance,
     drop_labels,
     fit_conditional_matching,
     guided_velocity,
@@ -199,3 +200,32 @@ def test_guidance_on_cuda():
                                                          torch.randint(0, 3, (n,), device="cuda")), 3,
                                        batch=8, progress=False)
     assert len(history) == 3
+
+
+@pytest.mark.parametrize("path", [LinearPath(), CondOTPath()])
+def test_classifier_guidance_with_the_exact_noisy_classifier_is_the_class_field(path):
+    # eq. ch10-cg: u_t(x | y) = u_t(x) + c_t grad log p_t(y | x), with the class = components {0, 2}
+    mix = MixturePath(_mixture().weights, _mixture().means, _mixture().covariances, path)
+    x = torch.randn(50, 2, dtype=F64) * 2
+    for t in (0.1, 0.5, 0.9):
+        tt = torch.tensor(t, dtype=F64)
+        guided = classifier_guidance(mix.velocity, lambda s, z: mix.log_class_posterior(s, z, [0, 2]), 1.0, path)
+        torch.testing.assert_close(guided(tt, x), mix.component([0, 2]).velocity(tt, x))
+        w3 = classifier_guidance(mix.velocity, lambda s, z: mix.log_class_posterior(s, z, [0, 2]), 3.0, path)
+        cfg = guided_velocity(mix.velocity, mix.component([0, 2]).velocity, 3.0)
+        torch.testing.assert_close(w3(tt, x), cfg(tt, x))
+
+
+def test_the_class_posteriors_sum_to_one_and_reject_bad_indices():
+    mix, x = _mixture(), torch.randn(20, 2, dtype=F64)
+    t = torch.full((20,), 0.4, dtype=F64)
+    total = mix.log_class_posterior(t, x, [0, 1]).exp() + mix.log_class_posterior(t, x, [2]).exp()
+    torch.testing.assert_close(total, torch.ones(20, dtype=F64))
+    with pytest.raises(ValueError, match="index"):
+        mix.log_class_posterior(t, x, [3])
+
+
+def test_classifier_guidance_reports_a_classifier_of_the_wrong_shape():
+    guided = classifier_guidance(lambda t, x: x, lambda t, x: x, 1.0)
+    with pytest.raises(ValueError, match="log_classifier must return shape"):
+        guided(torch.tensor(0.5), torch.randn(4, 2))
