@@ -397,7 +397,7 @@ def dequantize(x: torch.Tensor, n_levels: int = DIGIT_LEVELS, generator: torch.G
     """Uniform dequantisation: integer values ``x`` in ``{0, ..., n_levels - 1}`` to ``(x + u) / n_levels`` in
     ``[0, 1)``, ``u ~ U[0, 1)`` per entry. A density ``q`` of the result bounds the discrete log-likelihood (eq.
     ``ch10-dequant``), ``log P(x) >= E_u log q((x + u) / n_levels) - d log n_levels``
-    (:func:`flowtutor.metrics.bits_per_dim`).
+    (:func:`flowtutor.metrics.bits_per_dim`). Each value stays in its image's cell: ``floor(n_levels * y) == x``.
     """
     check_tensor(x, "x")
     n_levels = check_int(n_levels, "n_levels", minimum=2)
@@ -405,4 +405,13 @@ def dequantize(x: torch.Tensor, n_levels: int = DIGIT_LEVELS, generator: torch.G
     if bool(((x < 0) | (x > n_levels - 1) | (x != torch.round(x))).any()):
         raise ValueError(f"x must hold integers in [0, {n_levels - 1}]")
     u = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-    return (x + u) / n_levels
+    y = (x + u) / n_levels
+    # Rounding can carry (x + u) / n_levels onto the next cell's edge; step such values back one ulp at a time so
+    # that floor(n_levels * y) == x holds exactly in y's dtype (about one entry in a million in float32).
+    for _ in range(8):
+        cell = torch.floor(n_levels * y)
+        if bool((cell == x).all()):
+            break
+        y = torch.where(cell > x, torch.nextafter(y, torch.zeros_like(y)),
+                        torch.where(cell < x, torch.nextafter(y, torch.ones_like(y)), y))
+    return y

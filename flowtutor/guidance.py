@@ -71,8 +71,10 @@ class MixturePath:
 
     def _index(self, index: list[int] | torch.Tensor) -> torch.Tensor:
         index = torch.as_tensor(index, dtype=torch.long, device=self.means.device).reshape(-1)
-        if index.numel() == 0 or bool(((index < 0) | (index >= len(self.weights))).any()):
-            raise ValueError(f"index must hold component numbers in [0, {len(self.weights)}), got {index.tolist()}")
+        if (index.numel() == 0 or bool(((index < 0) | (index >= len(self.weights))).any())
+                or len(set(index.tolist())) != index.numel()):
+            raise ValueError(f"index must hold distinct component numbers in [0, {len(self.weights)}), "
+                             f"got {index.tolist()}")
         return index
 
     def _log_joint(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # (n, K): log w_k N_k(t, x)
@@ -157,7 +159,7 @@ def classifier_guidance(v: Callable, log_classifier: Callable, w: float, path: A
         tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         alpha, sigma = path.alpha(tt), path.sigma(tt)
         c = sigma**2 * path.d_alpha(tt) / alpha - sigma * path.d_sigma(tt)
-        return v(t, x) + w * c * grad
+        return v(t, x) + w * c.reshape(-1, 1) * grad  # one time for all points, or one per point
 
     return guided
 

@@ -229,3 +229,18 @@ def test_classifier_guidance_reports_a_classifier_of_the_wrong_shape():
     guided = classifier_guidance(lambda t, x: x, lambda t, x: x, 1.0)
     with pytest.raises(ValueError, match="log_classifier must return shape"):
         guided(torch.tensor(0.5), torch.randn(4, 2))
+
+
+def test_classifier_guidance_takes_one_time_per_point():
+    # n = d makes a wrong broadcast of c_t silent: rows must use their own times
+    mix = _mixture()
+    x, t = torch.randn(2, 2, dtype=F64), torch.tensor([0.2, 0.8], dtype=F64)
+    guided = classifier_guidance(mix.velocity, lambda s, z: mix.log_class_posterior(s, z, [1]), 1.0)
+    torch.testing.assert_close(guided(t, x), mix.component([1]).velocity(t, x))
+
+
+def test_dequantized_values_stay_in_their_cells_in_float32():
+    x = torch.randint(0, 17, (20000, 64)).float()  # about 6 values of 12.8 million land on an edge unfixed
+    for seed in range(10):
+        y = data.dequantize(x, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(torch.floor(17 * y), x) and y.dtype == torch.float32
