@@ -193,6 +193,8 @@ def test_guidance_on_cuda():
     mix = MixturePath(torch.ones(2, device="cuda"), torch.randn(2, 2, device="cuda"),
                       torch.eye(2, device="cuda").expand(2, 2, 2).clone())
     assert mix.velocity(torch.tensor(0.3, device="cuda"), x).device.type == "cuda"
+    guided = classifier_guidance(mix.velocity, lambda t, z: mix.log_class_posterior(t, z, [0]), 2.0)
+    assert guided(torch.tensor(0.3, device="cuda"), x).device.type == "cuda"
     assert data.dequantize(torch.zeros(3, device="cuda")).device.type == "cuda"
     y = torch.randint(0, 3, (8,), device="cuda")
     assert drop_labels(y, 3, 0.5, torch.Generator("cuda").manual_seed(0)).device.type == "cuda"
