@@ -57,9 +57,11 @@ class Exercise:
 
 
 def chapters() -> list[Path]:
-    """The chapter notebooks, in the order of the table of contents (``_toc.yml``)."""
+    """The chapter notebooks (``book/NN_name/name.ipynb``), in the order of the table of contents (``_toc.yml``); the
+    appendices, which set no exercises, are not chapters."""
     files = re.findall(r"^\s*-\s*file:\s*(\S+)\s*$", (ROOT / "_toc.yml").read_text(), flags=re.MULTILINE)
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+    return [ROOT / f"{f}.ipynb" for f in files
+            if (ROOT / f"{f}.ipynb").is_file() and re.fullmatch(r"\d\d_\w+", Path(f).parent.name)]
 
 
 def _text(cell: dict) -> str:

@@ -315,6 +315,19 @@ probes("metrics.auroc", metrics.auroc, lambda: {"scores_in": T(5), "scores_out":
 probes("metrics.mmd", metrics.mmd, lambda: {"x": T(5, 2), "y": T(6, 2, seed=1)},
        x=st.one_of(bad_points(), lazy(lambda: T(1, 2))), y=bad_points(6),
        bandwidth=bad_real(low=0.0, open_low=True, optional=True))
+probes("metrics.energy_distance", metrics.energy_distance, lambda: {"x": T(5, 2), "y": T(6, 2, seed=1)},
+       x=st.one_of(bad_points(), lazy(lambda: T(1, 2))), y=st.one_of(bad_points(6), lazy(lambda: T(1, 2))))
+probes("metrics.w2_blocks", metrics.w2_blocks, lambda: {"x": T(6, 2), "y": T(6, 2, seed=1), "n": 3},
+       x=st.one_of(bad_points(6), lazy(lambda: T(4, 2))), y=st.one_of(bad_points(6), lazy(lambda: T(9, 2))),
+       n=st.one_of(bad_int(2), st.sampled_from([4, 6])))
+probes("metrics.ratio_estimate", metrics.ratio_estimate,
+       lambda: {"a": T(5), "b": T(5, seed=1).abs() + 1},
+       a=st.one_of(bad_tensor((5,), wrong_shapes=((4,), (5, 1))), lazy(lambda: T(1))),
+       b=st.one_of(bad_tensor((5,), wrong_shapes=((4,),)), lazy(lambda: -torch.ones(5, dtype=F64))))
+probes("metrics.w2_ratio", metrics.w2_ratio,
+       lambda: {"generated": T(6, 2), "test": T(6, 2, seed=1), "reference": T(6, 2, seed=2), "n": 3},
+       generated=st.one_of(bad_points(6), lazy(lambda: T(9, 2))), test=bad_points(6),
+       reference=st.one_of(bad_points(6), lazy(lambda: T(3, 2))), n=st.one_of(bad_int(2), st.just(4)))
 probes("metrics.loglog_slope", metrics.loglog_slope, lambda: {"x": [1.0, 2.0, 4.0], "y": [1.0, 0.5, 0.25]},
        x=st.sampled_from([[1.0], [1.0, -2.0, 4.0], [1.0, NAN, 4.0], [1.0, INF, 4.0], ["a", "b", "c"], None, 3.0,
                           [1.0, 2.0]]),
@@ -678,13 +691,14 @@ probes("compare.evaluate_generator", compare.evaluate_generator,
        lambda: {"target": data.eight_gaussians(), "log_prob": STD_NORMAL.log_prob,
                 "sample": lambda n: torch.randn(n, 2), "nfe": lambda: 0, "n_test": 10, "n_w2": 10},
        target=st.sampled_from([None, "ring", field]), log_prob=BAD_CALLABLE, sample=BAD_CALLABLE, nfe=BAD_CALLABLE,
-       n_test=bad_int(), n_w2=bad_int(2))
+       n_test=bad_int(), n_w2=bad_int(2), w2_blocks=bad_int(2))
 probes("compare.compare_flows", compare.compare_flows,
        lambda: {"target": data.eight_gaussians(), "n_steps": 1, "methods": ["global FM"], "hidden": 4, "n_layers": 1,
                 "n_test": 10, "n_w2": 10, "progress": False},
        target=st.sampled_from([None, "ring", field]), n_steps=bad_int(),
        methods=st.sampled_from(["CNF", ["VAE"], [3]]), steps=st.sampled_from([3, {"VAE": 2}, {"CNF": 0}]),
-       lrs=st.sampled_from([3, {"CNF": -1.0}, {"VAE": 1e-3}]), scale=POSITIVE, n_test=bad_int(), n_w2=bad_int(2))
+       lrs=st.sampled_from([3, {"CNF": -1.0}, {"VAE": 1e-3}]), scale=POSITIVE, n_test=bad_int(), n_w2=bad_int(2),
+       w2_blocks=bad_int(2))
 
 # energy (chapter 6)
 def quad_energy(x):
