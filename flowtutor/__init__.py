@@ -7,11 +7,12 @@ noise) to ``t = 1`` (data); methods stated the other way round are converted by
 """
 
 from . import blocks, cnf, compare, control, data, diffusion, divergence, energy, flow, gaussian, guidance, jko, kac, matching, metrics, nets, pde, plotting, ratio, sde, training
-from ._runtime import default_device, quick_mode, seed_everything, sized
+from ._runtime import default_device, generator_on, quick_mode, seed_everything, sized
 from .flow import ODEFlow, reverse_time
 
 __all__ = [
     "default_device",
+    "generator_on",
     "seed_everything",
     "quick_mode",
     "sized",

@@ -8,12 +8,55 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["default_device", "seed_everything", "quick_mode", "sized"]
+from ._checks import check_device, check_generator
+
+__all__ = ["default_device", "generator_on", "seed_everything", "quick_mode", "sized"]
 
 
 def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device the chapters train and sample on: ``FLOWTUTOR_DEVICE`` when set (``cpu``, ``cuda``, ``cuda:1``),
+    else CUDA when present, else the CPU. A device that is named but absent is an error, not a silent CPU run."""
+    name = os.environ.get("FLOWTUTOR_DEVICE", "").strip()
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"FLOWTUTOR_DEVICE must name a device such as 'cpu' or 'cuda', got {name!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"FLOWTUTOR_DEVICE is {name!r}, but CUDA is not available on this machine "
+                         "(unset it, or set FLOWTUTOR_DEVICE=cpu)")
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as err:  # an absent CUDA index, or a backend this build lacks
+        raise ValueError(f"FLOWTUTOR_DEVICE is {name!r}, which this machine cannot use: {err}") from err
+    return device
+
+
+def generator_on(device: torch.device | str, generator: torch.Generator) -> torch.Generator:
+    """``generator`` itself when it lives on ``device``, else a new generator there seeded with its initial seed.
+
+    A chapter seeds one CPU generator for its float64 closed-form checks and draws its training and sampling
+    randomness from ``generator_on(DEVICE, gen)``: on the CPU the two are one stream, so the CPU numbers do not
+    depend on the device option; on a GPU the second stream is the GPU's own (other numbers, the same law).
+    """
+    device = check_device(device)
+    check_generator(generator)
+    if generator is None:
+        raise TypeError("generator must be a torch.Generator, got None")
+    if _same_device(generator.device, device):
+        return generator
+    return torch.Generator(device).manual_seed(generator.initial_seed())
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` name one device when the current device is 0."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -197,6 +197,8 @@ STD_NORMAL = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=F64), t
 
 # package root (_runtime)
 probes("flowtutor.seed_everything", ft.seed_everything, lambda: {"seed": 0}, seed=bad_int(0))
+probes("flowtutor.generator_on", ft.generator_on, lambda: {"device": "cpu", "generator": torch.Generator()},
+       device=BAD_DEVICE, generator=BAD_GENERATOR)
 
 # flow
 probes("flow.ODEFlow", ft.ODEFlow, lambda: {"v": field, "method": "rk4", "n_steps": 4},

@@ -64,8 +64,38 @@ def test_quick_mode_reads_environment(monkeypatch):
     assert not ft.quick_mode()
 
 
-def test_default_device():
+def test_default_device(monkeypatch):
+    monkeypatch.delenv("FLOWTUTOR_DEVICE", raising=False)
     assert ft.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("FLOWTUTOR_DEVICE", " cpu ")
+    assert ft.default_device() == torch.device("cpu")
+    monkeypatch.setenv("FLOWTUTOR_DEVICE", "gpu please")
+    with pytest.raises(ValueError, match="FLOWTUTOR_DEVICE must name a device"):
+        ft.default_device()
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("FLOWTUTOR_DEVICE", "cuda")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            ft.default_device()
+    else:
+        monkeypatch.setenv("FLOWTUTOR_DEVICE", f"cuda:{torch.cuda.device_count()}")
+        with pytest.raises(ValueError, match="cannot use"):
+            ft.default_device()
+
+
+def test_generator_on_keeps_the_cpu_stream():
+    gen = ft.seed_everything(3)
+    assert ft.generator_on("cpu", gen) is gen  # one stream on the CPU: the numbers do not change
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        ft.generator_on("cpu", None)
+
+
+@pytest.mark.gpu
+def test_generator_on_seeds_a_gpu_generator_alike():
+    gen = ft.seed_everything(3)
+    a, b = ft.generator_on("cuda", gen), ft.generator_on("cuda", ft.seed_everything(3))
+    assert a.device.type == "cuda" and a.initial_seed() == 3
+    assert torch.equal(torch.randn(5, device="cuda", generator=a), torch.randn(5, device="cuda", generator=b))
+    assert ft.generator_on("cuda:0", a) is a
 
 
 def test_check_covariance_time_and_interval():

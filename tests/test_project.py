@@ -1,11 +1,13 @@
-"""Project hygiene: the pins of pyproject.toml and environment.yml agree; notebooks are stored cleared."""
+"""Project hygiene: ranges in pyproject.toml, exact pins in constraints.txt; notebooks are stored cleared."""
 
 import json
 import os
-import re
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 try:
     import tomllib
@@ -15,20 +17,60 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _norm(req: str) -> str:
-    name, rest = re.match(r"([A-Za-z0-9_.\-]+)(.*)", req.strip()).groups()
-    return re.sub(r"[-_.]+", "-", name).lower() + rest.replace(" ", "")
-
-
-def test_environment_yml_matches_pyproject():
+def _requirements() -> dict[str, list[Requirement]]:
+    """pyproject.toml's runtime dependencies and each extra's, parsed."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pyproject = {_norm(r) for r in project["dependencies"]}
-    for name, extra in project["optional-dependencies"].items():
-        if name != "bench":  # benchmark-only reference libraries stay out of the book's environment
-            pyproject |= {_norm(r) for r in extra}
+    groups = {"dependencies": project["dependencies"], **project["optional-dependencies"]}
+    return {name: [Requirement(r) for r in reqs] for name, reqs in groups.items()}
+
+
+def _locked() -> dict[str, Version]:
+    """constraints.txt as {normalised name: exact version}; every line in it is an exact pin."""
+    locked = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            (spec,) = req.specifier  # one specifier each
+            assert spec.operator == "==", f"constraints.txt must pin exactly: {line!r}"
+            locked[canonicalize_name(req.name)] = Version(spec.version)
+    return locked
+
+
+def _check_range(req: Requirement, where: str, locked: dict[str, Version]) -> None:
+    ops = {s.operator for s in req.specifier}
+    assert ops & {">=", ">", "~="}, f"{where}: {req} states no lower bound"
+    assert not ops & {"==", "==="}, f"{where}: {req} is an exact pin (pins belong in constraints.txt)"
+    name = canonicalize_name(req.name)
+    assert name in locked, f"{where}: {req.name} is not pinned in constraints.txt"
+    assert req.specifier.contains(locked[name], prereleases=True), (
+        f"{where}: constraints.txt pins {req.name}=={locked[name]}, outside {req.specifier}")
+
+
+def test_dependencies_are_ranges_pinned_in_constraints():
+    locked = _locked()
+    groups = _requirements()
+    assert groups["dependencies"], "pyproject.toml lists no runtime dependency"
+    for group, reqs in groups.items():
+        for req in reqs:
+            _check_range(req, f"pyproject.toml [{group}]", locked)
+
+
+def test_environment_yml_installs_the_project_under_constraints():
+    """environment.yml adds nothing of its own: pip installs the package with its book and test extras (the ranges
+    of pyproject.toml) under constraints.txt (the locked versions); any other pip line obeys the same rule."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert {_norm(r) for r in pip_section} == pyproject
+    locked, constraints, editable = _locked(), [], []
+    for line in pip_section:
+        flag, _, arg = line.partition(" ")
+        if flag in ("-c", "--constraint"):
+            constraints.append(arg.strip())
+        elif flag in ("-e", "--editable"):
+            editable.append(arg.strip())
+        else:
+            _check_range(Requirement(line), "environment.yml", locked)
+    assert constraints == ["constraints.txt"], constraints
+    assert editable == [".[book,test]"], editable
 
 
 def test_notebooks_are_stored_without_outputs():
