@@ -73,8 +73,22 @@ def test_environment_yml_installs_the_project_under_constraints():
     assert editable == [".[book,test]"], editable
 
 
+def test_every_notebook_picks_its_device_once():
+    """Each notebook of the book chooses DEVICE once, with flowtutor.default_device() (FLOWTUTOR_DEVICE overrides)."""
+    for path in _book_notebooks():
+        cells = json.loads(path.read_text())["cells"]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        calls = sum(c.count("default_device()") for c in code)
+        assert calls == 1, f"{path.relative_to(ROOT)} calls default_device() {calls} times, not once"
+        assert "DEVICE = ft.default_device()" in code[0], f"{path.relative_to(ROOT)}: not in the first code cell"
+
+
+def _book_notebooks() -> list[Path]:
+    return [p for p in (ROOT / "book").rglob("*.ipynb") if "_build" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+
+
 def test_notebooks_are_stored_without_outputs():
-    notebooks = [p for p in (ROOT / "book").rglob("*.ipynb") if "_build" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+    notebooks = _book_notebooks()
     assert notebooks, "no notebooks found under book/"
     for path in notebooks:
         nb = json.loads(path.read_text())
