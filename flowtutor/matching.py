@@ -255,10 +255,10 @@ def resample_pairs(x0: torch.Tensor, x1: torch.Tensor, generator: torch.Generato
     check_pairs(x0, x1, same_n=False)
     if x0.shape[0] != x1.shape[0]:
         raise ValueError(f"x0 and x1 must hold the same number of pairs, got {x0.shape[0]} and {x1.shape[0]}")
-    check_generator(generator)
+    check_generator(generator, device=x0.device)
 
     def sample(shape: tuple[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(x0.shape[0], tuple(shape), generator=generator).to(x0.device)
+        idx = torch.randint(x0.shape[0], tuple(shape), generator=generator, device=x0.device)
         return x0[idx], x1[idx]
 
     return sample

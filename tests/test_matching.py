@@ -162,5 +162,9 @@ def test_matching_on_cuda():
     assert len(history) == 20 and next(v.parameters()).device.type == "cuda"
     _, x1 = reflow_pairs(v, x0)
     assert x1.device.type == "cuda"
+    gen = torch.Generator("cuda").manual_seed(0)  # the reflow data set draws with the data's generator
+    assert all(p.device.type == "cuda" for p in resample_pairs(x0, x1, gen)((8,)))
+    with pytest.raises(ValueError, match="a generator must live on the device it draws on"):
+        resample_pairs(x0, x1, torch.Generator())
     gp = G.GaussianPath(LinearPath(), torch.zeros(2, device="cuda"), torch.eye(2, device="cuda"))
     assert gp.velocity(torch.tensor(0.5, device="cuda"), x0).device.type == "cuda"
