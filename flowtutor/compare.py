@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ._checks import check_callable, check_choice, check_distribution, check_int, check_positive
+from ._checks import check_callable, check_choice, check_device, check_distribution, check_int, check_positive
 from ._runtime import seed_everything
 from .blocks import BlockFlow
 from .cnf import CNF, fit_cnf
@@ -60,10 +60,11 @@ def compare_flows(target: torch.distributions.Distribution, n_steps: int, *,
                   gammas: Sequence[float] = (0.5, 0.75, 1.0, 1.5), methods: Sequence[str] = METHODS,
                   steps: dict[str, int] | None = None, lrs: dict[str, float] | None = None, hidden: int = 64,
                   n_layers: int = 3, batch: int = 256, scale: float = 2.0, n_test: int = 5000, n_w2: int = 1000,
-                  w2_blocks: int = 10, seed: int = 0, progress: bool = True) -> list[dict]:
+                  w2_blocks: int = 10, seed: int = 0, device: torch.device | str = "cpu",
+                  progress: bool = True) -> list[dict]:
     """Train each of ``methods`` on samples of ``target`` (with ``log_prob``) for ``n_steps`` Adam steps in total
     (or ``steps[method]``), with learning rates ``LEARNING_RATES`` updated by ``lrs``, and evaluate each with
-    :func:`evaluate_generator`.
+    :func:`evaluate_generator`. The networks train on ``device``, which must be where ``target`` samples.
 
     CNF: :class:`~flowtutor.cnf.CNF` with base ``N(0, 3^2 I)`` and chapter 3's training (Hutchinson, RK4 with 8
     steps). JKO flow / local FM: a :class:`~flowtutor.blocks.BlockFlow` with steps ``gammas``, the steps split
@@ -86,25 +87,26 @@ def compare_flows(target: torch.distributions.Distribution, n_steps: int, *,
     check_int(n_w2, "n_w2", minimum=2)
     check_int(w2_blocks, "w2_blocks", minimum=2)
     check_positive(scale, "scale")
+    device = check_device(device)
     rows = []
     for method in methods:
         seed_everything(seed)
         n, lr = budget[method], rates[method]
         begin = time.perf_counter()
         if method == "CNF":
-            model = CNF(2, hidden=hidden, n_layers=n_layers, scale=3.0)
+            model = CNF(2, hidden=hidden, n_layers=n_layers, scale=3.0).to(device)
             fit_cnf(model, target.sample, n, batch=batch, lr=lr, divergence="hutchinson", progress=progress)
             flow, base = model.flow(), model.base
         elif method in ("JKO flow", "local FM"):
-            model = BlockFlow(2, gammas, hidden=hidden, n_layers=n_layers, scale=scale)
+            model = BlockFlow(2, gammas, hidden=hidden, n_layers=n_layers, scale=scale).to(device)
             fit = fit_jko if method == "JKO flow" else fit_local_matching
             fit(model, target.sample, max(1, n // len(gammas)), batch=batch, lr=lr, progress=progress)
         else:
-            model = VelocityMLP(2, hidden=hidden, n_layers=n_layers)
-            fit_matching(model, lambda shape: (torch.randn(*shape, 2), target.sample(shape)), n, batch=batch, lr=lr,
-                         progress=progress)
+            model = VelocityMLP(2, hidden=hidden, n_layers=n_layers).to(device)
+            fit_matching(model, lambda shape: (torch.randn(*shape, 2, device=device), target.sample(shape)), n,
+                         batch=batch, lr=lr, progress=progress)
             flow = ODEFlow(model)
-            base = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+            base = torch.distributions.MultivariateNormal(torch.zeros(2, device=device), torch.eye(2, device=device))
         seconds = time.perf_counter() - begin
         if isinstance(model, BlockFlow):
             log_prob, sample, nfe = model.log_prob, model.sample, lambda m=model: m.nfe

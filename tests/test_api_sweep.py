@@ -700,7 +700,7 @@ probes("compare.compare_flows", compare.compare_flows,
        target=st.sampled_from([None, "ring", field]), n_steps=bad_int(),
        methods=st.sampled_from(["CNF", ["VAE"], [3]]), steps=st.sampled_from([3, {"VAE": 2}, {"CNF": 0}]),
        lrs=st.sampled_from([3, {"CNF": -1.0}, {"VAE": 1e-3}]), scale=POSITIVE, n_test=bad_int(), n_w2=bad_int(2),
-       w2_blocks=bad_int(2))
+       w2_blocks=bad_int(2), device=st.sampled_from(["nodevice", 3, 1.5]))
 
 # energy (chapter 6)
 def quad_energy(x):

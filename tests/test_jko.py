@@ -10,7 +10,7 @@ import torch
 import flowtutor as ft
 from flowtutor import data, gaussian, jko
 from flowtutor.blocks import BlockFlow
-from flowtutor.compare import compare_flows
+from flowtutor.compare import METHODS, compare_flows
 
 F64 = torch.float64
 TIGHT = {"method": "dopri5", "rtol": 1e-9, "atol": 1e-9}
@@ -221,3 +221,12 @@ def test_block_flow_and_jko_loss_stay_on_the_gpu() -> None:
     reports = jko.fit_jko(flow, lambda shape: torch.randn(*shape, 2, device=device) + 1, 3, batch=32, pool=256,
                           progress=False, n_report=64)
     assert len(reports) == 2
+
+
+@pytest.mark.gpu
+def test_compare_flows_trains_on_the_targets_device() -> None:
+    device = torch.device("cuda")
+    target = data.eight_gaussians(device=device, generator=torch.Generator(device).manual_seed(0))
+    rows = compare_flows(target, 4, hidden=8, n_layers=1, n_test=50, n_w2=20, device=device, progress=False)
+    assert [r["method"] for r in rows] == list(METHODS)
+    assert all(math.isfinite(r["gap"].value) and r["w2_ratio"].value > 0 for r in rows)
