@@ -4,7 +4,9 @@ Run by `make site-test` after `make book` (and so by `.ci/run`). The site in `_b
 Chromium is Debian's (`.ci/run` installs it), driven by playwright through `executable_path`, with every request
 that leaves 127.0.0.1 refused. Per page: MathJax typeset every formula (no raw TeX left, no MathJax error nodes),
 every image loaded, Markdown tables in outputs rendered (no raw pipes), no code cell wider than the page at
-1280 px, no console or page errors, no request left the machine; on chapter pages the theorem, proof and exercise
+1280 px, every displayed equation whole at 1280 px (inside its column, clear of its number, nothing hidden behind a
+scroll bar) and inside its column and clear of its number at a phone's 390 px (where a long formula may scroll), no
+figure shown below 0.8 of its size at 1280 px (its width attribute, or its natural width), no console or page errors, no request left the machine; on chapter pages the theorem, proof and exercise
 boxes and the check cells are there and a solution dropdown opens (in the student edition, `make student`: the
 exercises and checks are there and no solution is); every internal link and anchor resolves. A screenshot of
 each chapter's first screen goes to `_build/screenshots/`.
@@ -79,13 +81,47 @@ CHECK_PAGE = r"""async () => {
     .map(p => p.textContent.slice(0, 60));
   const wide = [...document.querySelectorAll('div.cell_input pre')]
     .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.textContent.split('\n')[0].slice(0, 50));
-  return {math: math.length, raw, errors, images, pipes, wide,
+  const equations = [...document.querySelectorAll('div.math > mjx-container[display="true"]')].map(c => {
+    const div = c.parentElement, column = div.parentElement.getBoundingClientRect(), box = c.getBoundingClientRect();
+    const number = div.querySelector('span.eqno'), n = number ? number.getBoundingClientRect() : null;
+    return {name: div.textContent.replace('#', '').trim().slice(0, 40),
+            outside: box.left < column.left - 1 || box.right > column.right + 1,
+            overlap: n !== null && n.left < box.right - 1 && n.right > box.left + 1,
+            scrolls: c.scrollWidth > c.clientWidth + 1};
+  });
+  const small = [...document.querySelectorAll('.cell_output img')].filter(i => i.naturalWidth > 0).map(i => {
+    const size = parseFloat(i.getAttribute('width')) || i.naturalWidth;
+    return {ratio: i.clientWidth / size, src: i.src.split('/').pop().slice(0, 12)};
+  }).filter(i => i.ratio < 0.8).map(i => `${i.src} at ${i.ratio.toFixed(2)}`);
+  return {math: math.length, raw, errors, images, pipes, wide, equations, small,
           student: document.title.includes('(student edition)'),
           checks: document.querySelectorAll('div.cell.tag_check').length,
           proofs: document.querySelectorAll('div.proof').length,
           exercises: document.querySelectorAll('div.exercise').length,
           solutions: document.querySelectorAll('div.solution').length};
 }"""
+
+
+def _phone_equations(browser, base: str, pages: list[Path]) -> list[str]:
+    """At a phone's width every displayed equation stays inside its column, clear of its number (it may scroll)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.route("**/*", lambda route, request: route.continue_() if urlparse(request.url).hostname == "127.0.0.1"
+                  else route.abort())
+    bad = []
+    for page_path in pages:
+        name = str(page_path.relative_to(SITE))
+        if not name.startswith("book/") or "math" not in page_path.read_text(encoding="utf-8"):
+            continue
+        page = context.new_page()
+        page.goto(base + name, wait_until="load")
+        equations = page.evaluate(CHECK_PAGE)["equations"]
+        out = [e["name"] for e in equations if e["outside"] or e["overlap"]]
+        if out:
+            bad.append(f"{name}: {len(out)} displayed equations leave their column or meet their number at 390 px, "
+                       f"e.g. {out[:3]}")
+        page.close()
+    context.close()
+    return bad
 
 
 def main() -> None:
@@ -133,6 +169,13 @@ def main() -> None:
                                 f"{found['pipes'][:1]}")
             if found["wide"]:
                 problems.append(f"{len(found['wide'])} code cells wider than the page at 1280 px, e.g. {found['wide'][:2]}")
+            cut = [e["name"] for e in found["equations"] if e["outside"] or e["overlap"] or e["scrolls"]]
+            if cut:
+                problems.append(f"{len(cut)} displayed equations not whole at 1280 px (split them with aligned or "
+                                f"gathered), e.g. {cut[:3]}")
+            if found["small"]:
+                problems.append(f"{len(found['small'])} figures shown below 0.8 of their size at 1280 px (make them at "
+                                f"most flowtutor.plotting.COLUMN_WIDTH inches wide), e.g. {found['small'][:3]}")
             if found["images"]:
                 problems.append(f"images that did not load: {found['images'][:3]}")
             if outside:
@@ -159,12 +202,13 @@ def main() -> None:
                 page.screenshot(path=str(SHOTS / (page_path.parent.name + ".png")))
             failures += [f"{name}: {m}" for m in problems]
             page.close()
+        failures += _phone_equations(browser, base, pages)
         browser.close()
     server.shutdown()
     if failures:
         sys.exit(f"{len(failures)} problems in the site:\n" + "\n".join(failures[:60]))
     print(f"checked {len(pages)} pages in Chromium, offline: math typeset, images loaded, no errors, no outside "
-          f"requests, boxes present, links resolve; screenshots in {SHOTS}")
+          f"requests, boxes present, equations whole, figures at size, links resolve; screenshots in {SHOTS}")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,34 @@ import torch
 from matplotlib import animation
 from matplotlib.ticker import NullFormatter
 
-from ._checks import check_int, check_real
+from ._checks import check_int, check_positive, check_real
 from .metrics import _positive_vector, loglog_slope
 from .pde import Grid2D
 
-__all__ = ["plot_density", "plot_samples", "plot_trajectories", "plot_convergence", "animate_flow", "animation_html"]
+__all__ = ["COLUMN_WIDTH", "panels", "plot_density", "plot_samples", "plot_trajectories", "plot_convergence", "animate_flow", "animation_html"]
+
+
+COLUMN_WIDTH = 8.2
+"""Inches of figure that the book's text column shows at full size at 100 dpi (688 px at a 1280 px window)."""
+
+
+def panels(n: int, ncols: int = 3, row_height: float = 2.8, width: float = COLUMN_WIDTH, **subplot_kw):
+    """A figure of ``n`` axes in rows of at most ``ncols``, ``width`` inches wide (the text column by default) and
+    ``row_height`` inches per row, laid out by matplotlib's constrained layout.
+
+    Returns ``(fig, axes)`` with ``axes`` a flat array of exactly ``n`` axes, read row by row (the unused cells of
+    the last row are removed). ``subplot_kw`` goes to ``plt.subplots`` (``sharex``, ``sharey``, ...).
+    """
+    n, ncols = check_int(n, "n"), check_int(ncols, "ncols")
+    row_height, width = check_positive(row_height, "row_height"), check_positive(width, "width")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    subplot_kw.setdefault("layout", "constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows), squeeze=False, **subplot_kw)
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
 
 
 def _np(x) -> np.ndarray:

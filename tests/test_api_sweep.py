@@ -467,6 +467,8 @@ probes("pde.fokker_planck_2d", pde.fokker_planck_2d,
        diffusion=NONNEGATIVE, times=bad_times_sequence(), cfl=POSITIVE)
 
 # plotting
+probes("plotting.panels", plotting.panels, lambda: {"n": 3}, n=bad_int(), ncols=bad_int(),
+       row_height=POSITIVE, width=POSITIVE)
 probes("plotting.plot_density", plotting.plot_density, lambda: {"values": torch.ones(8, 8), "grid": G2},
        values=st.one_of(NOT_A_TENSOR, lazy(lambda: torch.ones(8, 7), lambda: torch.ones(64))),
        grid=st.sampled_from([None, G1, "grid"]))
@@ -884,6 +886,7 @@ EXEMPT = {
     "blocks.EVAL_SOLVER": "a constant",
     "compare.METHODS": "a constant",
     "compare.LEARNING_RATES": "a constant",
+    "plotting.COLUMN_WIDTH": "a constant",
     "energy.GradientFlowTrace": "a named tuple returned by energy.trace_gradient_flow",
     "kac.KacSample": "a named tuple returned by kac.sample_kac",
     "metrics.ModeRecovery": "a named tuple returned by metrics.mode_recovery",

@@ -22,6 +22,18 @@ def test_plots_draw_and_report_slopes():
     plt.close(fig)
 
 
+def test_panels_fill_rows_and_fit_the_column():
+    fig, axes = plotting.panels(5, ncols=3, row_height=2.0, sharey=True)
+    assert axes.shape == (5,) and len(fig.axes) == 5  # the sixth cell of the 2 x 3 grid is removed
+    assert tuple(fig.get_size_inches()) == (plotting.COLUMN_WIDTH, 4.0)
+    rows = sorted({round(ax.get_position().y0, 3) for ax in axes})
+    assert len(rows) == 2 and axes[0].get_position().y0 > axes[3].get_position().y0  # row by row, top first
+    plt.close(fig)
+    fig, axes = plotting.panels(2, ncols=4)
+    assert axes.shape == (2,) and fig.get_size_inches()[1] == 2.8  # one row of two
+    plt.close(fig)
+
+
 def test_animation_has_one_frame_per_time():
     g = pde.Grid2D.square(-1.0, 1.0, 8)
     anim = plotting.animate_flow(torch.randn(4, 10, 2), [0.0, 0.1, 0.2, 0.3], torch.rand(4, 8, 8), g)

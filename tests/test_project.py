@@ -2,12 +2,15 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from flowtutor.plotting import COLUMN_WIDTH
 
 try:
     import tomllib
@@ -108,6 +111,24 @@ def test_notebook_sources_hold_no_control_characters():
             text = "".join(cell["source"])
             bad += [(path.name, i, repr(ch)) for ch in set(text) if ord(ch) < 32 and ch not in "\n\t"]
     assert not bad, f"control characters in notebook cells: {sorted(bad)}"
+
+
+def test_plumbing_is_folded():
+    """The setup cell (imports, seed, device) and a cell that only draws a figure, checking nothing, show folded
+    (the hide-input tag): the reader sees the idea and the check, and opens the axes labels on demand. Figures stay
+    at most flowtutor.plotting.COLUMN_WIDTH inches wide, so that the page shows them at full size."""
+    unfolded, wide = [], []
+    for path in _book_notebooks():
+        code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        for k, cell in enumerate(code):
+            text = "".join(cell["source"])
+            tags = cell.get("metadata", {}).get("tags", [])
+            figure_only = re.match(r"fig(, *\(?[\w, ]+\)?)? *=", text) and "assert" not in text
+            if (k == 0 or figure_only) and not {"hide-input", "remove-input"} & set(tags):
+                unfolded.append((path.name, k, text.splitlines()[0][:40]))
+            wide += [(path.name, k, w) for w in re.findall(r"figsize=\(([\d.]+)", text) if float(w) > COLUMN_WIDTH]
+    assert not unfolded, f"setup or figure-only code cells not folded (notebook, code cell, first line): {unfolded}"
+    assert not wide, f"figures wider than the text column ({COLUMN_WIDTH} in): {wide}"
 
 
 def test_notebook_code_fits_the_page():

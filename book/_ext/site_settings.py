@@ -9,6 +9,8 @@
   reader's first page).
 * The repository and issue buttons follow one setting, ``repository.url`` in ``_config.yml``: off while it is empty
   (the book has no public repository yet), on once it is set. The notebook download button stays.
+* The proof index (``prf-prf.html``) lists each theorem, definition and lemma by its kind and title, grouped by
+  chapter in the book's order (sphinx-proof's own index lists bare labels such as ``def-fdiv``).
 * ``static/flowtutor.css``: code cells sized so that 80 columns fit the page, and check cells marked.
 * The student edition (``FLOWTUTOR_EDITION=student``, built by ``make student``): every solution is removed from the
   pages after it has executed, so the checks that follow it still show their results; the page sources (the
@@ -19,10 +21,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
+from docutils.nodes import Element
 from sphinx.transforms import SphinxTransform
+from sphinx_proof.domain import ProofDomain, ProofIndex
 
 MATHJAX_DIR = "mathjax"
 EDITIONS = ("reader", "student")
@@ -50,6 +55,68 @@ class RemoveSolutions(SphinxTransform):
 
         for node in list(self.document.findall(solution_node)):
             node.parent.remove(node)
+
+
+class TitledProofIndex(ProofIndex):
+    """sphinx-proof's index, its entries named by kind and title ("Theorem: Benamou–Brenier"), one group per
+    chapter."""
+
+    def generate(self, docnames=None):
+        env = self.domain.env
+        order = {doc: k for k, doc in enumerate(_book_order(env))}
+        groups: dict[str, list] = {}
+        entries = sorted(getattr(env, "proof_list", {}).items(),
+                         key=lambda item: (order.get(item[1]["docname"], len(order)), item[1]["docname"]))
+        for label, proof in entries:
+            if docnames and proof["docname"] not in docnames:
+                continue
+            name = f"{proof['realtype'].capitalize()}: {proof.get('title') or label}"
+            chapter = env.titles[proof["docname"]].astext() if proof["docname"] in env.titles else proof["docname"]
+            groups.setdefault(chapter, []).append((name, 0, proof["docname"], label, "", "", ""))
+        return list(groups.items()), True
+
+
+class TitledProofDomain(ProofDomain):
+    indices = [TitledProofIndex]
+
+
+def _book_order(env) -> list[str]:
+    """The documents in the order of the table of contents, depth first from the root."""
+    seen: list[str] = []
+
+    def visit(doc: str) -> None:
+        if doc not in seen:
+            seen.append(doc)
+            for child in env.toctree_includes.get(doc, []):
+                visit(child)
+
+    visit(env.config.root_doc)
+    return seen
+
+
+def _record_proof_titles(app, doctree) -> None:
+    """Keep each proof box's title (the directive's argument, inline markup stripped) in sphinx-proof's list."""
+    head, _, tail = app.config.proof_title_format.partition("%t")
+    for node in doctree.findall(lambda n: isinstance(n, Element) and "realtype" in n.attributes):
+        title = node.get("title", "")
+        if title.startswith(head) and title.endswith(tail):
+            title = title[len(head):len(title) - len(tail)]
+        label = node.get("label")
+        if title and label in getattr(app.env, "proof_list", {}):
+            app.env.proof_list[label]["title"] = _plain_math(title).strip()
+
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _plain_math(title: str) -> str:
+    """The index page loads no MathJax: ``$W_2$`` is shown as W₂, ``$L^1$`` as L¹, ``$\\lambda$`` as λ."""
+    def plain(match: re.Match) -> str:
+        tex = re.sub(r"\\lambda\b", "λ", match.group(1))
+        tex = re.sub(r"_(\d)", lambda m: m.group(1).translate(_SUBSCRIPTS), tex)
+        return re.sub(r"\^(\d)", lambda m: m.group(1).translate(_SUPERSCRIPTS), tex)
+    return re.sub(r"\$([^$]*)\$", plain, title)
 
 
 def _configure(app, config) -> None:
@@ -89,6 +156,9 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    app.setup_extension("sphinx_proof")
+    app.add_domain(TitledProofDomain, override=True)
+    app.connect("doctree-read", _record_proof_titles)
     app.add_config_value("flowtutor_edition", "reader", "env", [str])
     app.add_transform(RemoveSolutions)
     app.add_css_file("flowtutor.css")
