@@ -6,10 +6,11 @@ that leaves 127.0.0.1 refused. Per page: MathJax typeset every formula (no raw T
 every image loaded, Markdown tables in outputs rendered (no raw pipes), no code cell wider than the page at
 1280 px, every displayed equation whole at 1280 px (inside its column, clear of its number, nothing hidden behind a
 scroll bar) and inside its column and clear of its number at a phone's 390 px (where a long formula may scroll), no
-figure shown below 0.8 of its size at 1280 px (its width attribute, or its natural width), no console or page errors, no request left the machine; on chapter pages the theorem, proof and exercise
-boxes and the check cells are there and a solution dropdown opens (in the student edition, `make student`: the
-exercises and checks are there and no solution is); every internal link and anchor resolves. A screenshot of
-each chapter's first screen goes to `_build/screenshots/`.
+figure shown below 0.8 of its size at 1280 px (its inline style or width attribute, else its natural width), no
+console or page errors, no request left the machine; on chapter pages the theorem, proof and exercise boxes and the
+check cells are there and a solution dropdown opens (in the student edition, `make student`: the exercises and
+checks are there and no solution is); every internal link and anchor resolves. A screenshot of each chapter's
+first screen goes to `_build/screenshots/`.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ CHECK_PAGE = r"""async () => {
             scrolls: c.scrollWidth > c.clientWidth + 1};
   });
   const small = [...document.querySelectorAll('.cell_output img')].filter(i => i.naturalWidth > 0).map(i => {
-    const size = parseFloat(i.getAttribute('width')) || i.naturalWidth;
+    // myst-nb gives a retina PNG its logical size as an inline style; else the width attribute or natural size
+    const size = parseFloat(i.style.width) || parseFloat(i.getAttribute('width')) || i.naturalWidth;
     return {ratio: i.clientWidth / size, src: i.src.split('/').pop().slice(0, 12)};
   }).filter(i => i.ratio < 0.8).map(i => `${i.src} at ${i.ratio.toFixed(2)}`);
   return {math: math.length, raw, errors, images, pipes, wide, equations, small,

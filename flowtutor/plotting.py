@@ -20,7 +20,8 @@ __all__ = ["COLUMN_WIDTH", "panels", "plot_density", "plot_samples", "plot_traje
 
 
 COLUMN_WIDTH = 8.2
-"""Inches of figure that the book's text column shows at full size at 100 dpi (688 px at a 1280 px window)."""
+"""The widest figure, in inches, for the book's pages: at 100 dpi it is 820 px, which a cell's output column
+(688 px in a 1280 px window, 757 px at 1366) shows at 0.84 of its size or more."""
 
 
 def panels(n: int, ncols: int = 3, row_height: float = 2.8, width: float = COLUMN_WIDTH, **subplot_kw):
